@@ -14,6 +14,17 @@ pub struct Report {
     pub notes: Vec<String>,
     failures: Vec<String>,
     checks: u64,
+    loadavg_start: Option<f64>,
+}
+
+/// The 1-minute load average (the machine is shared: a busy machine skews timings).
+pub fn loadavg_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Report {
@@ -28,6 +39,7 @@ impl Report {
             notes: Vec::new(),
             failures: Vec::new(),
             checks: 0,
+            loadavg_start: loadavg_1m(),
         }
     }
 
@@ -79,6 +91,14 @@ impl Report {
         m.insert("results".into(), Value::Object(self.results.clone()));
         m.insert("floor".into(), self.floor.clone().unwrap_or(Value::Null));
         m.insert("ratio".into(), Value::Object(self.ratio.clone()));
+        m.insert(
+            "machine".into(),
+            serde_json::json!({
+                "cpus": std::thread::available_parallelism().map(|n| n.get()).ok(),
+                "loadavg_1m_start": self.loadavg_start,
+                "loadavg_1m_end": loadavg_1m(),
+            }),
+        );
         if !self.notes.is_empty() {
             m.insert("notes".into(), self.notes.clone().into());
         }

@@ -40,6 +40,31 @@ pub fn parse_vmrss(status: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// `Threads:` of a process.
+pub fn thread_count(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Number of memory mappings of a process (lines of /proc/<pid>/maps); the
+/// kernel refuses new ones past `vm.max_map_count`, and every thread costs
+/// a few (stack, guard page, signal stack).
+pub fn map_count(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    Some(s.lines().count() as u64)
+}
+
+/// `vm.max_map_count`.
+pub fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// utime + stime of a process, in clock ticks.
 pub fn cpu_ticks(pid: u32) -> Result<u64, String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -143,5 +168,7 @@ mod tests {
         cpu_ticks(me).unwrap();
         assert!(clock_ticks_per_sec() > 0);
         assert!(open_files_limit().unwrap() > 0);
+        assert!(thread_count(me).unwrap() >= 1);
+        assert!(map_count(me).unwrap() > 5);
     }
 }

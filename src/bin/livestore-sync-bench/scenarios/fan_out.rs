@@ -186,7 +186,8 @@ fn run_inner(ctx: &Ctx, p: &Params, store: &str, r: &mut Report) -> Result<(), S
         )
     });
 
-    // Floor: one loopback WebSocket round trip (no PostgreSQL involved).
+    // Floors: a loopback WebSocket round trip and, with a database, one
+    // PostgreSQL commit (each push is committed before it is delivered).
     let ws = ctx.floors.ws();
     if let Ok(w) = &ws {
         r.ratio(
@@ -198,6 +199,19 @@ fn run_inner(ctx: &Ctx, p: &Params, store: &str, r: &mut Report) -> Result<(), S
             ratio(lat.pct(99.0), Some(w.rtt_p99_ms)),
         );
     }
-    r.floor = Some(json!({ "ws_loopback": floor_json(&ws, |f| f.json.clone()) }));
+    let mut floor = json!({ "ws_loopback": floor_json(&ws, |f| f.json.clone()) });
+    match ctx.floors.pg_insert() {
+        None => r.note("PostgreSQL floor skipped: no --database-url"),
+        Some(pg) => {
+            if let (Ok(f), Ok(w)) = (&pg, &ws) {
+                r.ratio(
+                    "latency_p50_vs_commit_p50_plus_ws_rtt_p50",
+                    ratio(lat.pct(50.0), Some(f.commit_p50_ms + w.rtt_p50_ms)),
+                );
+            }
+            floor["pg_insert"] = floor_json(&pg, |f| f.json.clone());
+        }
+    }
+    r.floor = Some(floor);
     Ok(())
 }

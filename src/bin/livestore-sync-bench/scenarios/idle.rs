@@ -71,6 +71,14 @@ fn rss(ctx: &Ctx, r: &mut Report) -> Option<u64> {
     }
 }
 
+/// The server's thread count and number of memory mappings, when its pid is known.
+fn threads_and_maps(ctx: &Ctx) -> (Option<u64>, Option<u64>) {
+    match ctx.server_pid {
+        Some(pid) => (util::thread_count(pid), util::map_count(pid)),
+        None => (None, None),
+    }
+}
+
 pub fn run(ctx: &Ctx, p: &Params) -> Report {
     let mut r = Report::new("idle", ctx.target.proto.as_str());
     r.param("connections", p.connections);
@@ -97,6 +105,7 @@ fn run_inner(ctx: &Ctx, p: &Params, r: &mut Report) -> Result<(), String> {
         seed_store(ctx, s, 0, p.seed_events, 100, 200, "idle-seed")?;
     }
     let rss_before = rss(ctx, r);
+    let (threads_before, maps_before) = threads_and_maps(ctx);
 
     // Open: `open_threads` threads connect and pull, one socket after the other.
     info!(
@@ -136,6 +145,7 @@ fn run_inner(ctx: &Ctx, p: &Params, r: &mut Report) -> Result<(), String> {
 
     std::thread::sleep(Duration::from_secs(1));
     let rss_open = rss(ctx, r);
+    let (threads_open, maps_open) = threads_and_maps(ctx);
 
     // Idle window: each worker pings its connections spread evenly over the interval.
     info!(
@@ -196,6 +206,15 @@ fn run_inner(ctx: &Ctx, p: &Params, r: &mut Report) -> Result<(), String> {
         "server_rss_per_conn_after_idle_kib",
         per_conn(rss_before, rss_idle),
     );
+    // Threads and memory mappings: vm.max_map_count bounds the mappings
+    // of a process, so it bounds how many connections a thread-per-connection
+    // server can hold.
+    r.result("server_threads_before", threads_before);
+    r.result("server_threads_open", threads_open);
+    r.result("server_maps_before", maps_before);
+    r.result("server_maps_open", maps_open);
+    r.result("server_maps_per_conn", per_conn(maps_before, maps_open));
+    r.result("vm_max_map_count", util::max_map_count());
     let cpu = match (cpu0, cpu1) {
         (Some(a), Some(b)) => {
             let secs = (b - a) as f64 / util::clock_ticks_per_sec() as f64;
@@ -206,6 +225,13 @@ fn run_inner(ctx: &Ctx, p: &Params, r: &mut Report) -> Result<(), String> {
     };
     r.result("server_idle_cpu_pct_of_one_core", cpu);
     r.result("idle_window_ms", ms(window));
+
+    if let Some(pid) = ctx.server_pid {
+        r.check(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            || format!("the server process {pid} is gone (it died during the run)"),
+        );
+    }
 
     let ws = ctx.floors.ws();
     if let Ok(w) = &ws {

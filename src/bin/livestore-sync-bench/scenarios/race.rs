@@ -61,6 +61,26 @@ struct Turn {
     error: Option<String>,
 }
 
+/// A refusal reduced to its kind: the 0.4 error tag, or the 0.3 message
+/// with its numbers replaced by `#`.
+fn rejection_kind(m: &str) -> String {
+    let m = match m.split_once(": {") {
+        Some((tag, _)) => tag,
+        None => m,
+    };
+    let mut out = String::new();
+    for c in m.chars().take(100) {
+        if c.is_ascii_digit() {
+            if !out.ends_with('#') {
+                out.push('#');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn racer_id(i: usize) -> String {
     format!("racer-{i}")
 }
@@ -166,8 +186,7 @@ fn run_inner(ctx: &Ctx, p: &Params, store: &str, r: &mut Report) -> Result<(), S
         for t in ts {
             match &t.outcome {
                 Ok(PushOutcome::Rejected(m)) => {
-                    let kind = m.split([':', ' ']).next().unwrap_or("").to_string();
-                    *rejections.entry(kind).or_default() += 1;
+                    *rejections.entry(rejection_kind(m)).or_default() += 1;
                 }
                 Err(e) => r.fail(format!("round {round}, client {}: {e}", t.client)),
                 Ok(PushOutcome::Acked) => {}
@@ -220,4 +239,23 @@ fn run_inner(ctx: &Ctx, p: &Params, store: &str, r: &mut Report) -> Result<(), S
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rejection_kind;
+
+    #[test]
+    fn rejections_are_grouped_by_kind() {
+        assert_eq!(
+            rejection_kind("Invalid parent event number. Received e12 but expected e13"),
+            "Invalid parent event number. Received e# but expected e#"
+        );
+        assert_eq!(
+            rejection_kind(
+                r#"ServerAheadError: {"_tag":"ServerAheadError","minimumExpectedNum":3,"providedNum":2}"#
+            ),
+            "ServerAheadError"
+        );
+    }
 }

@@ -16,6 +16,8 @@ mod cli;
 mod conn;
 mod events;
 mod floors;
+#[cfg(test)]
+mod mock;
 mod proto;
 mod report;
 mod scenarios;

@@ -285,14 +285,12 @@ fn ping_worker(
         }
     }
     for c in conns.drain(..) {
-        if c.check.delivered != seed || !c.ok() {
-            if problems.len() < 3 {
-                problems.push(format!(
-                    "an idle connection got {} events (expected {seed}) / {:?}",
-                    c.check.delivered,
-                    c.all_problems()
-                ));
-            }
+        if (c.check.delivered != seed || !c.ok()) && problems.len() < 3 {
+            problems.push(format!(
+                "an idle connection got {} events (expected {seed}) / {:?}",
+                c.check.delivered,
+                c.all_problems()
+            ));
         }
         c.close();
     }

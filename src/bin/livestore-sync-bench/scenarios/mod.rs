@@ -174,3 +174,91 @@ pub fn open_many(
     out.conns = std::mem::take(&mut *opened.lock());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    //! The scenarios against the in-process mock server: all pass when it
+    //! behaves, and the matching check fails when it does not.
+    use std::time::Duration;
+
+    use super::*;
+    use crate::mock::{self, Faults};
+    use crate::proto::{BaseUrl, Proto};
+    use crate::report::Report;
+
+    fn ctx(faults: Faults) -> Ctx {
+        let port = mock::start(faults);
+        Ctx {
+            target: Target {
+                base: BaseUrl::parse(&format!("ws://127.0.0.1:{port}")).unwrap(),
+                proto: Proto::V03,
+                payload: Some(r#"{"authToken":"t"}"#.into()),
+                timeout: Duration::from_secs(5),
+            },
+            floors: Floors::new(None, 20, "events".into(), "*".into()),
+            server_pid: None,
+            store_prefix: "test".into(),
+        }
+    }
+
+    fn assert_ok(r: Report) {
+        let j = r.to_json();
+        assert!(r.ok(), "{}", j);
+    }
+
+    fn failures(r: &Report) -> String {
+        assert!(!r.ok(), "expected a failure: {}", r.to_json());
+        r.to_json()["failures"].to_string()
+    }
+
+    #[test]
+    fn every_scenario_passes_against_a_correct_server() {
+        let c = ctx(Faults::default());
+        assert_ok(cold_pull::run(&c, &cold_pull::Params::smoke()));
+        assert_ok(push::run(&c, &push::Params::smoke()));
+        assert_ok(fan_out::run(&c, &fan_out::Params::smoke()));
+        let mut idle = idle::Params::smoke();
+        idle.idle = Duration::from_millis(1200);
+        assert_ok(idle::run(&c, &idle));
+        assert_ok(reconnect_storm::run(&c, &reconnect_storm::Params::smoke()));
+        assert_ok(race::run(&c, &race::Params::smoke()));
+    }
+
+    #[test]
+    fn race_fails_when_two_pushes_win() {
+        let c = ctx(Faults {
+            no_parent_check: true,
+            ..Faults::default()
+        });
+        let f = failures(&race::run(&c, &race::Params::smoke()));
+        assert!(f.contains("pushes accepted, expected exactly 1"), "{f}");
+    }
+
+    #[test]
+    fn fan_out_and_push_fail_on_duplicate_deliveries() {
+        let c = ctx(Faults {
+            duplicate_broadcast: true,
+            ..Faults::default()
+        });
+        let f = failures(&fan_out::run(&c, &fan_out::Params::smoke()));
+        assert!(f.contains("duplicate"), "{f}");
+        let f = failures(&push::run(&c, &push::Params::smoke()));
+        assert!(f.contains("duplicate"), "{f}");
+    }
+
+    #[test]
+    fn cold_pull_fails_on_wrong_remaining_or_reordered_args() {
+        let c = ctx(Faults {
+            wrong_remaining: true,
+            ..Faults::default()
+        });
+        let f = failures(&cold_pull::run(&c, &cold_pull::Params::smoke()));
+        assert!(f.contains("remaining"), "{f}");
+        let c = ctx(Faults {
+            reorder_args: true,
+            ..Faults::default()
+        });
+        let f = failures(&cold_pull::run(&c, &cold_pull::Params::smoke()));
+        assert!(f.contains("not returned as pushed"), "{f}");
+    }
+}

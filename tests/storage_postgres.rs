@@ -111,10 +111,10 @@ fn args_are_stored_and_read_back_byte_for_byte() {
         events
     );
     assert_eq!(
-        back[0].event.args.as_ref().unwrap().get(),
+        back[0].event.args.as_deref().unwrap(),
         r#"{"zeta": 1, "alpha":{"y":[1.50,2e3],"x":"\u00e9"}}"#
     );
-    assert_eq!(back[1].event.args.as_ref().unwrap().get(), "null");
+    assert_eq!(back[1].event.args.as_deref().unwrap(), "null");
     assert!(back[2].event.args.is_none(), "absent args stay absent");
     let col: String = db
         .client()

@@ -40,6 +40,17 @@ pub fn parse_vmrss(status: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// Whether a process exists and has not exited (a zombie counts as gone).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(s) => s
+            .lines()
+            .find_map(|l| l.strip_prefix("State:"))
+            .is_some_and(|st| !matches!(st.trim().chars().next(), Some('Z' | 'X'))),
+        Err(_) => false,
+    }
+}
+
 /// `Threads:` of a process.
 pub fn thread_count(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -169,6 +180,8 @@ mod tests {
         assert!(clock_ticks_per_sec() > 0);
         assert!(open_files_limit().unwrap() > 0);
         assert!(thread_count(me).unwrap() >= 1);
+        assert!(process_alive(me));
+        assert!(!process_alive(u32::MAX));
         assert!(map_count(me).unwrap() > 5);
     }
 }

@@ -94,7 +94,24 @@ pub struct Opened {
     pub done_at: Vec<Instant>,
     /// Connect + handshake + initial pull, per connection.
     pub latencies: Samples,
+    /// The first few errors of connections that failed.
     pub errors: Vec<String>,
+}
+
+impl Opened {
+    /// One line for a report: how many failed, and the first errors.
+    pub fn failure_summary(&self, wanted: usize) -> Option<String> {
+        (self.conns.len() != wanted).then(|| {
+            let mut first = self.errors.clone();
+            first.sort();
+            first.dedup();
+            first.truncate(4);
+            format!(
+                "{} of {wanted} connections opened; first errors: {first:?}",
+                self.conns.len()
+            )
+        })
+    }
 }
 
 /// Opens `n` connections with `threads` threads (each opens one socket

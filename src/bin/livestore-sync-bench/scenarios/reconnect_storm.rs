@@ -86,15 +86,8 @@ fn run_inner(ctx: &Ctx, p: &Params, store: &str, r: &mut Report) -> Result<(), S
         stores,
         p.seed_events,
     );
-    for e in &opened.errors {
-        r.fail(e.clone());
-    }
-    if opened.conns.len() != p.clients {
-        return Err(format!(
-            "only {} of {} clients connected",
-            opened.conns.len(),
-            p.clients
-        ));
+    if let Some(f) = opened.failure_summary(p.clients) {
+        return Err(f);
     }
     let mut pusher = Conn::open(&ctx.target, store, READ_BUF)?;
     pusher.pull(0, true, ctx.target.deadline())?;

@@ -185,9 +185,9 @@ fn pushes_from_either_generation_reach_both_and_share_one_log() {
 }
 
 #[test]
-fn a_late_0_4_pull_gets_the_0_3_backlog_then_live_events_without_duplicates() {
+fn a_0_3_push_during_a_gated_0_4_backlog_is_delivered_after_it_once() {
     let _w = watchdog("mixed_late", Duration::from_secs(30));
-    let srv = TestServer::start("mixed_late");
+    let srv = TestServer::start_with("mixed_late", |c| c.limits.ack_window = 1);
     let mut old = Ws::v03(srv.addr, "m");
     for k in 0..3 {
         old.send_text(&v03_push(&format!("o{k}"), &events(1 + k * 60, 60, "OLD")));
@@ -196,17 +196,30 @@ fn a_late_0_4_pull_gets_the_0_3_backlog_then_live_events_without_duplicates() {
     }
     let mut new = Ws::v04(srv.addr, "m");
     new.send_text(&v04_pull("0", "SyncWsRpc.Pull", "m", Some(true), NONE));
-    // A 0.3 push races the backlog.
-    old.send_text(&v03_push("late", &events(181, 2, "OLD")));
     let mut seen = Vec::new();
-    while seen.last() != Some(&182) {
-        let m = new.recv();
-        assert_eq!(m["_tag"], "Chunk", "{m}");
-        for v in m["values"].as_array().unwrap() {
-            seen.extend(seqs(&v["batch"]));
-        }
-        new.send(json!({"_tag": "Ack", "requestId": "0"}));
-    }
+    let m = new.recv();
+    assert_eq!(
+        m["values"][0]["pageInfo"],
+        json!({"_tag": "MoreKnown", "remaining": 80})
+    );
+    seen.extend(seqs(&m["values"][0]["batch"]));
+    // The backlog waits for an Ack; a 0.3 push lands meanwhile.
+    old.send_text(&v03_push("late", &events(181, 2, "OLD")));
+    assert_eq!(old.recv()["_tag"], "WSMessage.PushAck");
+    assert_eq!(v03_broadcast(&old.recv_text(), "late"), vec![181, 182]);
+    assert_eq!(
+        new.recv_within(QUIET),
+        None,
+        "live chunk overtook the backlog"
+    );
+    new.send(json!({"_tag": "Ack", "requestId": "0"}));
+    let m = new.recv();
+    assert_eq!(m["values"][0]["pageInfo"], json!({"_tag": "NoMore"}));
+    seen.extend(seqs(&m["values"][0]["batch"]));
+    let raw = new.recv_text();
+    assert_args_verbatim(&raw, 181, 2, "OLD");
+    let bid = m["values"][0]["backendId"].as_str().unwrap().to_string();
+    seen.extend(v04_chunk(&raw, &bid));
     assert_strictly_increasing(&seen, "0.4 pull");
     assert_eq!(seen, (1..=182).collect::<Vec<_>>());
     assert_eq!(new.recv_within(QUIET), None);

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 use postgres::types::{ToSql, Type};
 use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
-use serde_json::value::RawValue;
 
 use super::{new_backend_id, AppendError, Storage, StorageError, StoreMeta};
 use crate::sync::event::{Event, StoredEvent};
@@ -177,10 +176,7 @@ impl Storage for PgStorage {
         let seq: Vec<i64> = events.iter().map(|e| e.seq_num).collect();
         let parent: Vec<i64> = events.iter().map(|e| e.parent_seq_num).collect();
         let name: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
-        let args: Vec<Option<&str>> = events
-            .iter()
-            .map(|e| e.args.as_deref().map(RawValue::get))
-            .collect();
+        let args: Vec<Option<&str>> = events.iter().map(|e| e.args.as_deref()).collect();
         let client: Vec<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
         let session: Vec<&str> = events.iter().map(|e| e.session_id.as_str()).collect();
         let params: [(&(dyn ToSql + Sync), Type); 10] = [
@@ -239,29 +235,21 @@ impl Storage for PgStorage {
                 ],
             )
             .map_err(|e| err("reading events", e))?;
-        rows.iter()
-            .map(|row| {
-                let args: Option<String> = row.get(3);
-                let args = match args {
-                    Some(text) => Some(
-                        RawValue::from_string(text)
-                            .map_err(|e| err("stored args are not JSON", e))?,
-                    ),
-                    None => None,
-                };
-                Ok(StoredEvent {
-                    event: Event {
-                        seq_num: row.get(0),
-                        parent_seq_num: row.get(1),
-                        name: row.get(2),
-                        args,
-                        client_id: row.get(4),
-                        session_id: row.get(5),
-                    },
-                    created_at: row.get(6),
-                })
+        // The `json` column guarantees valid JSON text: no re-parse here.
+        Ok(rows
+            .iter()
+            .map(|row| StoredEvent {
+                event: Event {
+                    seq_num: row.get(0),
+                    parent_seq_num: row.get(1),
+                    name: row.get(2),
+                    args: row.get::<_, Option<String>>(3).map(String::into_boxed_str),
+                    client_id: row.get(4),
+                    session_id: row.get(5),
+                },
+                created_at: row.get(6),
             })
-            .collect()
+            .collect())
     }
 
     fn reset(&self, store_id: &str, new_backend_id: &str) -> Result<(), StorageError> {

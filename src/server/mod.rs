@@ -222,7 +222,13 @@ fn serve_connection(ctx: &Arc<Ctx>, stream: &Arc<TcpStream>, peer: &str, shutdow
     log::debug!("http peer={peer} closed after {served} request(s): {why}");
 }
 
-fn serve_http(ctx: &Arc<Ctx>, stream: &Arc<TcpStream>, peer: &str, shutdown: &Shutdown, served: &mut u64) -> &'static str {
+fn serve_http(
+    ctx: &Arc<Ctx>,
+    stream: &Arc<TcpStream>,
+    peer: &str,
+    shutdown: &Shutdown,
+    served: &mut u64,
+) -> &'static str {
     let limits = &ctx.config.limits;
     let _ = stream.set_read_timeout(Some(limits.http_keep_alive));
     let _ = stream.set_write_timeout(Some(limits.write_timeout));

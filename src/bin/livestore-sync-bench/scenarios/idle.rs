@@ -123,10 +123,10 @@ fn run_inner(ctx: &Ctx, p: &Params, r: &mut Report) -> Result<(), String> {
     );
     let open_all = t_open.elapsed();
     let times: Vec<Duration> = opened.done_at.iter().map(|t| *t - t_open).collect();
-    let conns = std::mem::take(&mut opened.conns);
     if let Some(f) = opened.failure_summary(p.connections) {
         r.fail(f);
     }
+    let conns = std::mem::take(&mut opened.conns);
     let mut open_lat = opened.latencies;
     let n_open = conns.len();
     let first_k = 1000.min(times.len());

@@ -7,6 +7,7 @@
 //! thread ends that connection only (store mutexes are `parking_lot`'s,
 //! which do not poison, and the session detaches itself on unwind).
 
+pub mod capacity;
 pub mod http;
 pub mod routes;
 pub mod ws;
@@ -119,9 +120,24 @@ impl Server {
     /// waits up to the shutdown grace period for them. Returns the number of
     /// connections still open when it gave up waiting.
     pub fn run(self) -> usize {
-        log::info!("listening on {}", self.local_addr());
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        let limits = self.ctx.config.limits.clone();
+        let mut limits = self.ctx.config.limits.clone();
+        if let Some(cap) = capacity::os_capacity() {
+            if cap.connections < limits.max_connections {
+                log::warn!(
+                    "MAX_CONNECTIONS lowered from {} to {}: {} allows no more (see README, \"Many connections\")",
+                    limits.max_connections,
+                    cap.connections,
+                    cap.limited_by
+                );
+                limits.max_connections = cap.connections;
+            }
+        }
+        log::info!(
+            "listening on {} (up to {} connections)",
+            self.local_addr(),
+            limits.max_connections
+        );
         for incoming in self.listener.incoming() {
             if self.shutdown.is_triggered() {
                 break;

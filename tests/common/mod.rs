@@ -139,7 +139,13 @@ impl ServerProcess {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    if let (Some(tx), Ok(addr)) = (tx.take(), rest.trim().parse::<SocketAddr>()) {
+                    if let (Some(tx), Ok(addr)) = (
+                        tx.take(),
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .parse::<SocketAddr>(),
+                    ) {
                         let _ = tx.send(addr);
                     }
                 }

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs the issue's benchmark suite: every scenario and size, both protocols,
+# RUNS times each (default 5), against a fresh release server and a scratch
+# database; appends one JSON line per run to OUT and prints medians
+# (min–max) with benches/summarize.py. Takes about 25 minutes at RUNS=5.
+#
+#   benches/run-suite.sh                      # everything
+#   RUNS=1 SCENARIOS="push race" benches/run-suite.sh
+#
+# Needs: PostgreSQL at PG (default postgresql://postgres@127.0.0.1:5432), python3
+# for the summary. For 10,000 connections the kernel must allow more than
+# 65,530 memory mappings per process (see README, "Many connections"); as root
+# this script raises vm.max_map_count itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS="${RUNS:-5}"
+PG="${PG:-postgresql://postgres@127.0.0.1:5432}"
+OUT="${OUT:-target/bench-suite-$(date +%Y%m%d-%H%M%S).jsonl}"
+SCENARIOS="${SCENARIOS:-cold-pull push fan-out race reconnect-storm idle}"
+PROTOCOLS="${PROTOCOLS:-0.3 0.4}"
+
+cargo build --release --locked --bins
+if [ "$(cat /proc/sys/vm/max_map_count)" -lt 262144 ] && [ "$(id -u)" = 0 ]; then
+  sysctl -qw vm.max_map_count=262144 || true
+fi
+ulimit -n "$(ulimit -Hn)"
+
+DB="lss_bench_suite_$$"
+LOG="target/bench-suite-server.log"
+cleanup() {
+  [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+target/release/livestore-sync --host 127.0.0.1 --port 0 --database-url "$PG/$DB" \
+  --auth-token bench-token --log-level warn >"$LOG" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 100); do
+  ADDR="$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$LOG" | head -n1)"
+  [ -n "$ADDR" ] && break
+  sleep 0.1
+done
+[ -n "${ADDR:-}" ] || { cat "$LOG"; exit 1; }
+
+B=target/release/livestore-sync-bench
+COMMON=(--url "ws://$ADDR" --database-url "$PG/$DB" --server-pid "$SERVER_PID" --auth-token bench-token)
+run() { # scenario, then extra flags
+  local scenario="$1"; shift
+  for proto in $PROTOCOLS; do
+    for i in $(seq 1 "$RUNS"); do
+      echo "== $scenario --protocol $proto $* (run $i/$RUNS)" >&2
+      "$B" "$scenario" "${COMMON[@]}" --protocol "$proto" "$@" >>"$OUT" || echo "!! $scenario failed its checks" >&2
+    done
+  done
+}
+for s in $SCENARIOS; do
+  case "$s" in
+    cold-pull) run cold-pull --events 10000; run cold-pull --events 100000 ;;
+    push) run push --clients 4 --batches 50 --batch-size 50 ;;
+    fan-out) run fan-out --subscribers 50 --pushes 200; run fan-out --subscribers 100 --pushes 200 ;;
+    race) run race --clients 20 --rounds 10 ;;
+    reconnect-storm) run reconnect-storm --clients 1000 --events 100 ;;
+    idle) run idle --connections 1000 --idle-secs 20; run idle --connections 10000 --idle-secs 20 ;;
+    *) echo "unknown scenario $s" >&2; exit 2 ;;
+  esac
+done
+echo "results: $OUT" >&2
+python3 benches/summarize.py "$OUT"

@@ -84,9 +84,9 @@ if (mode !== 'sync' && mode !== 'nosync') usage('--mode must be sync or nosync')
 if (typeof globalThis.WebSocket !== 'function') usage('no global WebSocket: run with node --experimental-websocket')
 
 const { makeAdapter } = await import('@livestore/adapter-node')
-const { createStorePromise, Events, Schema, State, makeSchema } = await import('@livestore/livestore')
+const { createStorePromise, Events, Schema, State, makeSchema, makeShutdownDeferred } = await import('@livestore/livestore')
 const { makeCfSync } = await import('@livestore/sync-cf')
-const { Effect } = await import('effect')
+const { Deferred, Effect, Exit, Cause } = await import('effect')
 
 // Event args deliberately NOT in sorted key order ({text, id} and a nested {zeta, alpha}): a server
 // that reorders JSON keys (e.g. stores jsonb) breaks the client's echo matching.
@@ -110,7 +110,7 @@ const todos = State.SQLite.table({
   },
 })
 const materializers = State.SQLite.materializers(events, {
-  'v1.TodoCreated': ({ id, text, meta }) => todos.insert({ id, text, zeta: meta.zeta, alpha: meta.alpha }),
+  'v1.TodoCreated': ({ id, text, meta }) => todos.insert({ id, text, zeta: meta.zeta, alpha: meta.alpha }).onConflict('id', 'ignore'),
 })
 const schema = makeSchema({ events, state: State.SQLite.makeState({ tables: { todos }, materializers }) })
 
@@ -119,6 +119,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const idOf = (i) => `${clientId}-${String(i).padStart(4, '0')}`
 
 let store
+// Set when the store shuts down on its own (e.g. a materializer error after a bad echo): no need to
+// wait for the timeout then.
+let storeDied
+let finishing = false
 const report = {
   version: '0.3.1',
   transport: 'ws',
@@ -151,6 +155,7 @@ const observe = async () => {
 }
 
 const finish = async (code) => {
+  finishing = true
   writeStdout(`${JSON.stringify(report)}\n`)
   if (store !== undefined) {
     // bounded: a hung shutdown must not hang the test
@@ -167,7 +172,21 @@ try {
     clientId,
     sync: { backend: makeCfSync({ url }), onSyncError: 'ignore' },
   })
-  store = await createStorePromise({ schema, adapter, storeId, syncPayload: { authToken }, disableDevtools: true })
+  const shutdownDeferred = await Effect.runPromise(makeShutdownDeferred)
+  Effect.runPromiseExit(Deferred.await(shutdownDeferred)).then((exit) => {
+    if (!finishing) {
+      storeDied = Exit.isFailure(exit) ? Cause.pretty(exit.cause) : `shut down: ${JSON.stringify(exit.value)}`
+      console.error('client.mjs: the store shut down by itself:', storeDied)
+    }
+  })
+  store = await createStorePromise({
+    schema,
+    adapter,
+    storeId,
+    syncPayload: { authToken },
+    disableDevtools: true,
+    shutdownDeferred,
+  })
 
   for (let i = 0; i < commitCount; i++) {
     store.commit(
@@ -184,18 +203,23 @@ try {
         r.synced = true
         break
       }
+      if (storeDied !== undefined) {
+        r.error = `store shut down by itself: ${storeDied}`
+        break
+      }
       if (Date.now() > deadline) {
         r.timedOut = true
         break
       }
       await sleep(50)
     }
-    await finish(report.synced ? 0 : 2)
+    await finish(report.synced ? 0 : report.error !== undefined ? 1 : 2)
   } else {
     await sleep(runMs)
     const r = await observe()
     r.synced = r.upstreamHead > 0 || r.foreignCount > 0
-    await finish(r.synced ? 3 : 0)
+    if (storeDied !== undefined) r.error = `store shut down by itself: ${storeDied}`
+    await finish(r.error !== undefined ? 1 : r.synced ? 3 : 0)
   }
 } catch (e) {
   console.error('client.mjs failed:', e)

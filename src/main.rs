@@ -1,1 +1,74 @@
-fn main(){}
+//! The `livestore-sync` binary: read the configuration, open PostgreSQL,
+//! serve until SIGTERM/SIGINT, exit 0.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use livestore_sync::config::{Cli, Config};
+use livestore_sync::server::Server;
+use livestore_sync::storage::postgres::{PgStorage, PoolOptions};
+
+fn main() -> ExitCode {
+    let config =
+        match Config::from_env_and_args(|k| std::env::var(k).ok(), std::env::args().skip(1)) {
+            Ok(Cli::Run(c)) => *c,
+            Ok(Cli::Help(text)) => {
+                print!("{text}");
+                return ExitCode::SUCCESS;
+            }
+            Ok(Cli::Version) => {
+                println!("livestore-sync {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("livestore-sync: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    livestore_sync::logger::init(config.log_level);
+    for name in config.default_secrets_in_use() {
+        log::warn!("!!! {name} has its well-known default value: anyone can use this server. Set {name} before exposing it. !!!");
+    }
+
+    let pool = PoolOptions {
+        min_idle: config.db_pool_min,
+        max_size: config.db_pool_max,
+        connection_timeout: config.db_pool_timeout,
+    };
+    let storage = match PgStorage::connect(&config.database_url, &pool) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::bind(config.clone(), storage) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot listen on {}:{}: {e}", config.host, config.port);
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let handle = server.shutdown_handle();
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            log::info!("received signal {sig}: shutting down");
+            handle.trigger();
+        }
+    });
+
+    server.run();
+    log::info!("stopped");
+    ExitCode::SUCCESS
+}

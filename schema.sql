@@ -1,0 +1,41 @@
+-- livestore-sync schema. The whole schema, applied at every start; every
+-- statement is idempotent. Later versions add numbered steps below and a row
+-- in schema_version; never edit a step that has shipped.
+
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Version 1 ------------------------------------------------------------------
+
+-- One row per store (any string is a valid store id, compared exactly).
+CREATE TABLE IF NOT EXISTS stores (
+    store_id   text PRIMARY KEY,
+    -- seq_num of the store's last event; 0 for an empty store.
+    head       bigint NOT NULL DEFAULT 0,
+    -- Random id sent to 0.4 clients; replaced when the store is reset so
+    -- clients notice that the history they hold is gone.
+    backend_id text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The event log of every store. The primary key makes the database itself
+-- refuse a second event with the same sequence number, whichever server
+-- instance tries to write it.
+CREATE TABLE IF NOT EXISTS events (
+    store_id       text   NOT NULL REFERENCES stores (store_id) ON DELETE CASCADE,
+    seq_num        bigint NOT NULL,
+    parent_seq_num bigint NOT NULL,
+    name           text   NOT NULL,
+    -- json, not jsonb: json keeps the client's text byte for byte (key order
+    -- included); jsonb would reorder keys and make clients re-push events.
+    -- NULL when the event had no args at all (distinct from JSON null).
+    args           json,
+    created_at     timestamptz NOT NULL,
+    client_id      text   NOT NULL,
+    session_id     text   NOT NULL,
+    PRIMARY KEY (store_id, seq_num)
+);
+
+INSERT INTO schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;

@@ -1,0 +1,448 @@
+//! Every setting and limit in one place: environment variable, command-line
+//! flag, default, and one line on what it does. `--help` prints this table.
+//!
+//! Precedence: a flag beats the environment, the environment beats the default.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// The defaults of the original FastAPI design this server replaces; using
+/// any of them in production is a mistake, so `main` warns loudly.
+pub const DEFAULT_DATABASE_URL: &str = "postgresql://postgres:password@localhost:5432/livestore";
+pub const DEFAULT_AUTH_TOKEN: &str = "insecure-token-change-me";
+pub const DEFAULT_ADMIN_SECRET: &str = "change-me-admin-secret";
+
+/// All settings of one server instance.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// PostgreSQL URL; the database is created if it does not exist.
+    pub database_url: String,
+    /// Clients must send `payload.authToken` equal to this.
+    pub auth_token: String,
+    /// Admin messages (0.3 `AdminInfoReq`, `AdminResetRoomReq`) must carry this.
+    pub admin_secret: String,
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on (0 lets the OS choose; the chosen one is logged).
+    pub port: u16,
+    /// Idle PostgreSQL connections kept open.
+    pub db_pool_min: u32,
+    /// Most PostgreSQL connections open at once.
+    pub db_pool_max: u32,
+    /// How long a request waits for a free PostgreSQL connection.
+    pub db_pool_timeout: Duration,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub log_level: log::LevelFilter,
+    /// Origins allowed to call the HTTP endpoints from a browser: `*`, or a
+    /// comma-separated list of exact origins, or empty to send no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Limits that size memory and time per connection.
+    pub limits: Limits,
+}
+
+/// Per-connection limits. Each one trades memory or latency for robustness;
+/// the defaults are sized so that 10,000 idle WebSockets fit in about half a
+/// GiB of RAM (see docs/ARCHITECTURE.md, "Memory per connection").
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Open TCP connections (HTTP and WebSocket together). Past it, a new
+    /// connection gets `503` and is closed. Default 20,000.
+    pub max_connections: usize,
+    /// Largest WebSocket message and HTTP body accepted, in bytes. LiveStore
+    /// never splits a push by bytes, so this bounds the largest push. Default 32 MiB.
+    pub max_message_bytes: usize,
+    /// Messages queued for one WebSocket's writer thread before the socket
+    /// counts as too slow and is dropped (the client reconnects and pulls).
+    /// The queue's slots are allocated up front, so this is memory per socket.
+    /// Default 128.
+    pub outbound_queue: usize,
+    /// Backlog chunks of one 0.4 pull sent ahead of the client's `Ack`s.
+    /// The reference server uses 1; more hides round trips. Default 4.
+    pub ack_window: usize,
+    /// Rows read from storage per query while serving a pull. Default 1,000.
+    pub storage_read_rows: usize,
+    /// Stack of a connection's reader thread (it runs the handlers and the
+    /// PostgreSQL calls). Only touched pages cost memory. Default 256 KiB.
+    pub reader_stack: usize,
+    /// Stack of a WebSocket's writer thread (it only frames and writes).
+    /// Default 64 KiB.
+    pub writer_stack: usize,
+    /// tungstenite's read buffer per WebSocket. Default 4 KiB.
+    pub ws_read_buffer: usize,
+    /// A WebSocket that sends nothing for this long is closed (clients ping
+    /// every 10 s (0.4) or 25 s (0.3)). Default 90 s.
+    pub ws_idle_timeout: Duration,
+    /// A write that blocks this long drops the socket. Default 30 s.
+    pub write_timeout: Duration,
+    /// An idle keep-alive HTTP connection is closed after this. Default 60 s.
+    pub http_keep_alive: Duration,
+    /// How long shutdown waits for connections to finish. Default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 20_000,
+            max_message_bytes: 32 * 1024 * 1024,
+            outbound_queue: 128,
+            ack_window: 4,
+            storage_read_rows: 1000,
+            reader_stack: 256 * 1024,
+            writer_stack: 64 * 1024,
+            ws_read_buffer: 4096,
+            ws_idle_timeout: Duration::from_secs(90),
+            write_timeout: Duration::from_secs(30),
+            http_keep_alive: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: DEFAULT_DATABASE_URL.to_string(),
+            auth_token: DEFAULT_AUTH_TOKEN.to_string(),
+            admin_secret: DEFAULT_ADMIN_SECRET.to_string(),
+            host: "0.0.0.0".to_string(),
+            port: 8000,
+            db_pool_min: 5,
+            db_pool_max: 20,
+            db_pool_timeout: Duration::from_secs(10),
+            log_level: log::LevelFilter::Info,
+            cors_origins: vec!["*".to_string()],
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One setting as the user sees it: env var, flag, default, help line.
+struct Setting {
+    env: &'static str,
+    flag: &'static str,
+    default: String,
+    help: &'static str,
+    apply: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+fn settings() -> Vec<Setting> {
+    let d = Config::default();
+    let l = &d.limits;
+    macro_rules! s {
+        ($env:literal, $flag:literal, $default:expr, $help:literal, $apply:expr) => {
+            Setting {
+                env: $env,
+                flag: $flag,
+                default: $default.to_string(),
+                help: $help,
+                apply: $apply,
+            }
+        };
+    }
+    vec![
+        s!(
+            "DATABASE_URL",
+            "--database-url",
+            d.database_url,
+            "PostgreSQL URL; the database is created if missing",
+            |c, v| {
+                c.database_url = v.to_string();
+                Ok(())
+            }
+        ),
+        s!(
+            "AUTH_TOKEN",
+            "--auth-token",
+            d.auth_token,
+            "token clients must send as syncPayload.authToken",
+            |c, v| {
+                c.auth_token = v.to_string();
+                Ok(())
+            }
+        ),
+        s!(
+            "ADMIN_SECRET",
+            "--admin-secret",
+            d.admin_secret,
+            "secret for 0.3 admin messages (info, reset)",
+            |c, v| {
+                c.admin_secret = v.to_string();
+                Ok(())
+            }
+        ),
+        s!("HOST", "--host", d.host, "address to listen on", |c, v| {
+            c.host = v.to_string();
+            Ok(())
+        }),
+        s!(
+            "PORT",
+            "--port",
+            d.port,
+            "port to listen on (0: any free port)",
+            |c, v| {
+                c.port = parse(v)?;
+                Ok(())
+            }
+        ),
+        s!(
+            "DB_POOL_MIN",
+            "--db-pool-min",
+            d.db_pool_min,
+            "idle PostgreSQL connections kept open",
+            |c, v| {
+                c.db_pool_min = parse(v)?;
+                Ok(())
+            }
+        ),
+        s!(
+            "DB_POOL_MAX",
+            "--db-pool-max",
+            d.db_pool_max,
+            "most PostgreSQL connections at once",
+            |c, v| {
+                c.db_pool_max = parse(v)?;
+                Ok(())
+            }
+        ),
+        s!(
+            "LOG_LEVEL",
+            "--log-level",
+            "info",
+            "error, warn, info, debug or trace",
+            |c, v| {
+                c.log_level = v.parse().map_err(|_| format!("unknown log level `{v}`"))?;
+                Ok(())
+            }
+        ),
+        s!(
+            "CORS_ORIGINS",
+            "--cors-origins",
+            "*",
+            "origins allowed from browsers: *, a comma list, or empty for none",
+            |c, v| {
+                c.cors_origins = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                Ok(())
+            }
+        ),
+        s!(
+            "MAX_CONNECTIONS",
+            "--max-connections",
+            l.max_connections,
+            "open connections before new ones get 503",
+            |c, v| {
+                c.limits.max_connections = parse(v)?;
+                Ok(())
+            }
+        ),
+        s!(
+            "MAX_MESSAGE_BYTES",
+            "--max-message-bytes",
+            l.max_message_bytes,
+            "largest WebSocket message / HTTP body",
+            |c, v| {
+                c.limits.max_message_bytes = parse(v)?;
+                Ok(())
+            }
+        ),
+        s!(
+            "OUTBOUND_QUEUE",
+            "--outbound-queue",
+            l.outbound_queue,
+            "messages queued per socket before it is dropped as too slow",
+            |c, v| {
+                c.limits.outbound_queue = parse::<usize>(v)?.max(2);
+                Ok(())
+            }
+        ),
+        s!(
+            "ACK_WINDOW",
+            "--ack-window",
+            l.ack_window,
+            "0.4 backlog chunks sent ahead of the client's Acks",
+            |c, v| {
+                c.limits.ack_window = parse::<usize>(v)?.max(1);
+                Ok(())
+            }
+        ),
+        s!(
+            "WS_IDLE_TIMEOUT_SECS",
+            "--ws-idle-timeout-secs",
+            l.ws_idle_timeout.as_secs(),
+            "close a WebSocket silent this long",
+            |c, v| {
+                c.limits.ws_idle_timeout = Duration::from_secs(parse(v)?);
+                Ok(())
+            }
+        ),
+        s!(
+            "SHUTDOWN_GRACE_SECS",
+            "--shutdown-grace-secs",
+            l.shutdown_grace.as_secs(),
+            "how long shutdown waits for connections",
+            |c, v| {
+                c.limits.shutdown_grace = Duration::from_secs(parse(v)?);
+                Ok(())
+            }
+        ),
+    ]
+}
+
+fn parse<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("`{v}` is not a valid value"))
+}
+
+/// What the command line asked for.
+pub enum Cli {
+    Run(Box<Config>),
+    Help(String),
+    Version,
+}
+
+impl Config {
+    /// Reads the environment (through `env`) and then the flags in `args`
+    /// (without the program name).
+    pub fn from_env_and_args(
+        env: impl Fn(&str) -> Option<String>,
+        args: impl IntoIterator<Item = String>,
+    ) -> Result<Cli, String> {
+        let settings = settings();
+        let mut config = Config::default();
+        for s in &settings {
+            if let Some(v) = env(s.env) {
+                (s.apply)(&mut config, &v).map_err(|e| format!("{}: {e}", s.env))?;
+            }
+        }
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "--help" || arg == "-h" {
+                return Ok(Cli::Help(help_text()));
+            }
+            if arg == "--version" || arg == "-V" {
+                return Ok(Cli::Version);
+            }
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) => (f.to_string(), Some(v.to_string())),
+                None => (arg.clone(), None),
+            };
+            let s = settings
+                .iter()
+                .find(|s| s.flag == flag)
+                .ok_or_else(|| format!("unknown argument `{arg}` (see --help)"))?;
+            let value = match inline {
+                Some(v) => v,
+                None => args.next().ok_or_else(|| format!("{flag} needs a value"))?,
+            };
+            (s.apply)(&mut config, &value).map_err(|e| format!("{flag}: {e}"))?;
+        }
+        Ok(Cli::Run(Box::new(config)))
+    }
+
+    /// The settings that still hold a well-known default secret.
+    pub fn default_secrets_in_use(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.auth_token == DEFAULT_AUTH_TOKEN {
+            out.push("AUTH_TOKEN");
+        }
+        if self.admin_secret == DEFAULT_ADMIN_SECRET {
+            out.push("ADMIN_SECRET");
+        }
+        out
+    }
+}
+
+/// The `--help` text: every setting with its env var and default.
+pub fn help_text() -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "livestore-sync {}: sync server for LiveStore apps (sync-cf 0.3 and 0.4) on PostgreSQL\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(out, "Usage: livestore-sync [--flag value]...\n");
+    let _ = writeln!(
+        out,
+        "Each setting is read from the environment, then from its flag.\n"
+    );
+    for s in settings() {
+        let _ = writeln!(out, "  {:<26} {:<22} {}", s.flag, s.env, s.help);
+        let _ = writeln!(
+            out,
+            "  {:<26} {:<22} default: {}",
+            "",
+            "",
+            if s.default.is_empty() {
+                "(empty)"
+            } else {
+                &s.default
+            }
+        );
+    }
+    let _ = writeln!(out, "\n  --help                     print this text\n  --version                  print the version");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(env: &[(&str, &str)], args: &[&str]) -> Result<Config, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match Config::from_env_and_args(
+            |k| env.iter().find(|(ek, _)| ek == k).map(|(_, v)| v.clone()),
+            args.iter().map(|s| s.to_string()),
+        )? {
+            Cli::Run(c) => Ok(*c),
+            _ => Err("not a run".into()),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_original_design() {
+        let c = run(&[], &[]).unwrap();
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!((c.db_pool_min, c.db_pool_max), (5, 20));
+        assert_eq!(
+            c.default_secrets_in_use(),
+            vec!["AUTH_TOKEN", "ADMIN_SECRET"]
+        );
+    }
+
+    #[test]
+    fn flags_beat_environment() {
+        let c = run(
+            &[("PORT", "9000"), ("AUTH_TOKEN", "env")],
+            &["--port", "9001", "--auth-token=flag"],
+        )
+        .unwrap();
+        assert_eq!(c.port, 9001);
+        assert_eq!(c.auth_token, "flag");
+        assert_eq!(c.default_secrets_in_use(), vec!["ADMIN_SECRET"]);
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(run(&[("PORT", "eighty")], &[]).is_err());
+        assert!(run(&[], &["--nope"]).is_err());
+        assert!(run(&[], &["--port"]).is_err());
+    }
+
+    #[test]
+    fn help_lists_every_env_var() {
+        let h = help_text();
+        for s in settings() {
+            assert!(h.contains(s.env), "{} missing from --help", s.env);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Wire codecs, one per protocol generation, plus the query string both
+//! share. Pure functions: frames in, decoded requests out; values in,
+//! frames out. Unit-tested on frames captured between the real clients and
+//! the reference server (`tests/fixtures/frames/`).
+
+pub mod query;
+pub mod v03;
+pub mod v04;
+
+#[cfg(test)]
+pub(crate) mod fixtures;

@@ -1,0 +1,384 @@
+//! HTTP/1.1 on one connection: read a request (head parsed by `httparse`,
+//! body by `Content-Length` or chunked), write a response, keep the
+//! connection alive for the next one.
+//!
+//! Why not tiny_http: a WebSocket needs its `TcpStream` itself (cloned for
+//! a separate writer thread, socket options set), and tiny_http's
+//! `Request::upgrade` only hands out one boxed stream. Owning the accept
+//! loop and this small parser keeps HTTP and WebSocket on one port with
+//! one thread per connection (docs/ARCHITECTURE.md).
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+
+/// Largest request head (request line + headers).
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// One parsed request.
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// HTTP/1.0 without keep-alive, or `Connection: close`.
+    pub close: bool,
+}
+
+impl Request {
+    /// The first value of a header (names compare case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True if a comma-separated header contains `token` (case-insensitive).
+    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+}
+
+/// Why no request could be read. The connection is closed after it; the
+/// variants that carry a status get that answer first.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The peer closed (or timed out) between requests: nothing to answer.
+    Closed,
+    /// Malformed or too large: answer with this status and close.
+    Bad(u16, &'static str),
+    Io(io::Error),
+}
+
+/// A connection's read side with bytes read ahead of the current request.
+pub struct Conn<'a> {
+    pub stream: &'a TcpStream,
+    pub buf: Vec<u8>,
+}
+
+impl<'a> Conn<'a> {
+    pub fn new(stream: &'a TcpStream) -> Conn<'a> {
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn fill(&mut self) -> Result<usize, ReadError> {
+        let mut chunk = [0u8; 4096];
+        match (&*self.stream).read(&mut chunk) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(ReadError::Closed)
+            }
+            Err(e) => Err(ReadError::Io(e)),
+        }
+    }
+
+    /// Reads the next request; `max_body` bounds its body.
+    pub fn read_request(&mut self, max_body: usize) -> Result<Request, ReadError> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(&self.buf) {
+                Ok(httparse::Status::Complete(head_len)) => {
+                    let (path, query) = match req.path.unwrap_or("/").split_once('?') {
+                        Some((p, q)) => (p.to_string(), q.to_string()),
+                        None => (req.path.unwrap_or("/").to_string(), String::new()),
+                    };
+                    let mut request = Request {
+                        method: req.method.unwrap_or("GET").to_string(),
+                        path,
+                        query,
+                        headers: req
+                            .headers
+                            .iter()
+                            .map(|h| {
+                                (
+                                    h.name.to_string(),
+                                    String::from_utf8_lossy(h.value).into_owned(),
+                                )
+                            })
+                            .collect(),
+                        body: Vec::new(),
+                        close: false,
+                    };
+                    let http10 = req.version == Some(0);
+                    request.close = request.header_has_token("connection", "close")
+                        || (http10 && !request.header_has_token("connection", "keep-alive"));
+                    self.buf.drain(..head_len);
+                    self.read_body(&mut request, max_body)?;
+                    return Ok(request);
+                }
+                Ok(httparse::Status::Partial) => {
+                    if self.buf.len() > MAX_HEAD {
+                        return Err(ReadError::Bad(431, "Request header fields too large"));
+                    }
+                    if self.fill()? == 0 {
+                        return Err(if self.buf.is_empty() {
+                            ReadError::Closed
+                        } else {
+                            ReadError::Bad(400, "Incomplete request")
+                        });
+                    }
+                }
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(ReadError::Bad(431, "Too many headers"))
+                }
+                Err(_) => return Err(ReadError::Bad(400, "Malformed request")),
+            }
+        }
+    }
+
+    fn read_body(&mut self, req: &mut Request, max_body: usize) -> Result<(), ReadError> {
+        if req.header_has_token("transfer-encoding", "chunked") {
+            return self.read_chunked(req, max_body);
+        }
+        let len = match req.header("content-length") {
+            None => 0,
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| ReadError::Bad(400, "Invalid Content-Length"))?,
+        };
+        if len > max_body {
+            return Err(ReadError::Bad(413, "Request body too large"));
+        }
+        while self.buf.len() < len {
+            if self.fill()? == 0 {
+                return Err(ReadError::Bad(400, "Incomplete body"));
+            }
+        }
+        req.body = self.buf.drain(..len).collect();
+        Ok(())
+    }
+
+    fn read_chunked(&mut self, req: &mut Request, max_body: usize) -> Result<(), ReadError> {
+        loop {
+            let line_end = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if self.buf.len() > MAX_HEAD || self.fill()? == 0 {
+                    return Err(ReadError::Bad(400, "Invalid chunked body"));
+                }
+            };
+            let line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+            let size_hex = line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_hex, 16)
+                .map_err(|_| ReadError::Bad(400, "Invalid chunk size"))?;
+            self.buf.drain(..line_end + 2);
+            if size == 0 {
+                // Skip trailers up to the empty line.
+                loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        let empty = i == 0;
+                        self.buf.drain(..i + 2);
+                        if empty {
+                            return Ok(());
+                        }
+                    } else if self.fill()? == 0 {
+                        return Err(ReadError::Bad(400, "Invalid chunked body"));
+                    }
+                }
+            }
+            if req.body.len() + size > max_body {
+                return Err(ReadError::Bad(413, "Request body too large"));
+            }
+            while self.buf.len() < size + 2 {
+                if self.fill()? == 0 {
+                    return Err(ReadError::Bad(400, "Incomplete chunk"));
+                }
+            }
+            req.body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+        }
+    }
+}
+
+/// A response to write.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type", content_type.to_string())],
+            body: body.into(),
+        }
+    }
+
+    /// A plain-text answer (what clients log when a connection fails).
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response::new(status, "text/plain; charset=utf-8", body.into())
+    }
+
+    pub fn json(status: u16, body: impl Into<String>) -> Response {
+        Response::new(status, "application/json", body.into())
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Writes status line, headers, `Content-Length` and body in one write.
+    pub fn write_to(&self, mut out: impl Write, keep_alive: bool) -> io::Result<()> {
+        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        for (k, v) in &self.headers {
+            head.push_str(k);
+            head.push_str(": ");
+            head.push_str(v);
+            head.push_str("\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        head.push_str(if keep_alive {
+            "Connection: keep-alive\r\n\r\n"
+        } else {
+            "Connection: close\r\n\r\n"
+        });
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        out.write_all(&bytes)?;
+        out.flush()
+    }
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Sends `raw` over a real loopback socket and parses what arrives.
+    fn parse(raw: &'static [u8]) -> Vec<Result<Request, String>> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(raw).unwrap();
+        });
+        let (stream, _) = listener.accept().unwrap();
+        client.join().unwrap();
+        let mut conn = Conn::new(&stream);
+        let mut out = Vec::new();
+        loop {
+            match conn.read_request(1024) {
+                Ok(r) => out.push(Ok(r)),
+                Err(ReadError::Closed) => break,
+                Err(ReadError::Bad(s, m)) => {
+                    out.push(Err(format!("{s} {m}")));
+                    break;
+                }
+                Err(ReadError::Io(e)) => panic!("{e}"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn keep_alive_requests_with_bodies() {
+        let reqs = parse(
+            b"POST /sync?storeId=a&transport=http HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+GET /health HTTP/1.1\r\nHost: x\r\n\r\n\
+POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: 1\r\n\r\n",
+        );
+        assert_eq!(reqs.len(), 3);
+        let r0 = reqs[0].as_ref().unwrap();
+        assert_eq!(
+            (r0.method.as_str(), r0.path.as_str(), r0.query.as_str()),
+            ("POST", "/sync", "storeId=a&transport=http")
+        );
+        assert_eq!(r0.body, b"hello");
+        assert!(!r0.close);
+        let r1 = reqs[1].as_ref().unwrap();
+        assert_eq!((r1.path.as_str(), r1.body.len()), ("/health", 0));
+        let r2 = reqs[2].as_ref().unwrap();
+        assert_eq!(r2.body, b"abcde");
+        assert!(r2.close);
+    }
+
+    #[test]
+    fn oversized_and_malformed_requests_are_refused() {
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")[0]
+                .as_ref()
+                .unwrap_err(),
+            "413 Request body too large"
+        );
+        assert_eq!(
+            parse(b"NOT HTTP\r\n\r\n")[0].as_ref().unwrap_err(),
+            "400 Malformed request"
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n")[0]
+                .as_ref()
+                .unwrap_err(),
+            "400 Invalid Content-Length"
+        );
+    }
+
+    #[test]
+    fn http10_closes_by_default() {
+        let reqs = parse(b"GET / HTTP/1.0\r\n\r\n");
+        assert!(reqs[0].as_ref().unwrap().close);
+    }
+
+    #[test]
+    fn headers_and_tokens() {
+        let r = parse(b"GET /websocket HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUPGRADE: WebSocket\r\n\r\n");
+        let r = r[0].as_ref().unwrap();
+        assert!(r.header_has_token("connection", "upgrade"));
+        assert_eq!(r.header("upgrade"), Some("WebSocket"));
+    }
+
+    #[test]
+    fn responses_carry_length_and_connection() {
+        let mut out = Vec::new();
+        Response::text(400, "Invalid auth token")
+            .with_header("X-A", "1")
+            .write_to(&mut out, false)
+            .unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        assert!(s.contains("Content-Length: 18\r\n"));
+        assert!(s.contains("Connection: close\r\n"));
+        assert!(s.ends_with("\r\n\r\nInvalid auth token"));
+    }
+}

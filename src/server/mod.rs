@@ -1,0 +1,248 @@
+//! Sockets and threads: a blocking accept loop, one OS thread per
+//! connection, graceful shutdown.
+//!
+//! A connection's thread reads HTTP requests and answers them
+//! (`routes.rs`); a valid sync upgrade turns it into a WebSocket reader
+//! with a writer thread beside it (`ws.rs`). A panic in one connection's
+//! thread ends that connection only (store mutexes are `parking_lot`'s,
+//! which do not poison, and the session detaches itself on unwind).
+
+pub mod http;
+pub mod routes;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::config::Config;
+use crate::session::Ctx;
+use crate::storage::Storage;
+use crate::sync::hub::Hub;
+use http::{Conn, ReadError, Response};
+use routes::Action;
+
+/// Shared shutdown state: once triggered, the accept loop stops and
+/// connections end after their current request.
+pub struct Shutdown {
+    triggered: AtomicBool,
+    /// Where to connect to wake the blocked `accept`.
+    wake_addr: SocketAddr,
+}
+
+impl Shutdown {
+    pub fn is_triggered(&self) -> bool {
+        self.triggered.load(Ordering::SeqCst)
+    }
+}
+
+/// A handle that stops the server from another thread (signal handler, tests).
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<Shutdown>);
+
+impl ShutdownHandle {
+    pub fn trigger(&self) {
+        if !self.0.triggered.swap(true, Ordering::SeqCst) {
+            // Wake the accept loop; it sees the flag and stops.
+            let _ = TcpStream::connect_timeout(&self.0.wake_addr, Duration::from_secs(1));
+        }
+    }
+}
+
+/// Open connections, so shutdown can end them and wait for them.
+#[derive(Default)]
+struct Registry {
+    conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    empty: Condvar,
+}
+
+/// A bound server, not yet running.
+pub struct Server {
+    ctx: Arc<Ctx>,
+    listener: TcpListener,
+    shutdown: Arc<Shutdown>,
+    registry: Arc<Registry>,
+}
+
+impl Server {
+    /// Binds `config.host:config.port` over an already opened storage.
+    pub fn bind(config: Config, storage: Arc<dyn Storage>) -> std::io::Result<Server> {
+        let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        Ok(Self::from_listener(listener, config, storage))
+    }
+
+    /// Serves on a listener the caller opened (or received from systemd).
+    pub fn from_listener(
+        listener: TcpListener,
+        config: Config,
+        storage: Arc<dyn Storage>,
+    ) -> Server {
+        let mut wake_addr = listener
+            .local_addr()
+            .expect("bound listener has an address");
+        if wake_addr.ip().is_unspecified() {
+            wake_addr.set_ip(if wake_addr.is_ipv4() {
+                [127, 0, 0, 1].into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let shutdown = Arc::new(Shutdown {
+            triggered: AtomicBool::new(false),
+            wake_addr,
+        });
+        Server {
+            ctx: Ctx::new(Hub::new(storage), config),
+            listener,
+            shutdown,
+            registry: Arc::default(),
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Accepts connections until shut down, then ends every connection
+    /// (WebSockets get a 1001 close frame after their in-flight request) and
+    /// waits up to the shutdown grace period for them. Returns the number of
+    /// connections still open when it gave up waiting.
+    pub fn run(self) -> usize {
+        log::info!("listening on {}", self.local_addr());
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let limits = self.ctx.config.limits.clone();
+        for incoming in self.listener.incoming() {
+            if self.shutdown.is_triggered() {
+                break;
+            }
+            let stream = match incoming {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    log::error!("accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "?".into());
+            if self.registry.conns.lock().len() >= limits.max_connections {
+                log::warn!(
+                    "refused connection from {peer}: {} connections open",
+                    limits.max_connections
+                );
+                let _ = Response::text(503, "Too many connections").write_to(&stream, false);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let stream = Arc::new(stream);
+            let id = NEXT.fetch_add(1, Ordering::Relaxed);
+            self.registry.conns.lock().insert(id, stream.clone());
+            let (ctx, shutdown, registry) = (
+                self.ctx.clone(),
+                self.shutdown.clone(),
+                self.registry.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .name("conn".into())
+                .stack_size(limits.reader_stack)
+                .spawn(move || {
+                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        serve_connection(&ctx, &stream, &peer, &shutdown)
+                    }));
+                    if result.is_err() {
+                        log::error!("connection from {peer}: handler panicked; connection closed");
+                        let _ = stream.shutdown(NetShutdown::Both);
+                    }
+                    let mut conns = registry.conns.lock();
+                    conns.remove(&id);
+                    if conns.is_empty() {
+                        registry.empty.notify_all();
+                    }
+                });
+            if let Err(e) = spawned {
+                log::error!("cannot start a thread for a new connection: {e}");
+                self.registry.conns.lock().remove(&id);
+            }
+        }
+        // Stop accepting: from here on new connections are refused by the kernel.
+        let registry = self.registry.clone();
+        drop(self);
+        drain(&registry, limits.shutdown_grace)
+    }
+}
+
+/// Ends every open connection and waits for them, up to `grace`.
+fn drain(registry: &Registry, grace: Duration) -> usize {
+    {
+        let open: Vec<Arc<TcpStream>> = registry.conns.lock().values().cloned().collect();
+        log::info!("shutting down: {} connection(s) open", open.len());
+        // Reads end at once; a request being handled finishes and is answered.
+        for s in &open {
+            let _ = s.shutdown(NetShutdown::Read);
+        }
+    }
+    let deadline = Instant::now() + grace;
+    let mut conns = registry.conns.lock();
+    while !conns.is_empty() {
+        if registry.empty.wait_until(&mut conns, deadline).timed_out() {
+            break;
+        }
+    }
+    let left = conns.len();
+    for s in conns.values() {
+        let _ = s.shutdown(NetShutdown::Both);
+    }
+    if left > 0 {
+        log::warn!("shutdown: {left} connection(s) did not finish within {grace:?}");
+    }
+    left
+}
+
+/// One TCP connection: HTTP requests until it closes or upgrades.
+fn serve_connection(ctx: &Arc<Ctx>, stream: &Arc<TcpStream>, peer: &str, shutdown: &Shutdown) {
+    let limits = &ctx.config.limits;
+    let _ = stream.set_read_timeout(Some(limits.http_keep_alive));
+    let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    let mut conn = Conn::new(stream);
+    loop {
+        let req = match conn.read_request(limits.max_message_bytes) {
+            Ok(r) => r,
+            Err(ReadError::Closed) => return,
+            Err(ReadError::Bad(status, msg)) => {
+                log::warn!("bad request from {peer}: {status} {msg}");
+                let _ = Response::text(status, msg).write_to(&**stream, false);
+                return;
+            }
+            Err(ReadError::Io(e)) => {
+                log::debug!("connection from {peer}: {e}");
+                return;
+            }
+        };
+        match routes::route(ctx, &req, peer) {
+            Action::Respond(resp) => {
+                let keep_alive = !req.close && !shutdown.is_triggered();
+                if resp.write_to(&**stream, keep_alive).is_err() || !keep_alive {
+                    return;
+                }
+            }
+            Action::Upgrade { params, key } => {
+                let leftover = std::mem::take(&mut conn.buf);
+                return ws::serve(ctx, stream.clone(), leftover, params, &key, peer, shutdown);
+            }
+        }
+    }
+}

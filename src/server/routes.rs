@@ -1,0 +1,143 @@
+//! What each request gets: a plain HTTP answer, or a WebSocket upgrade for
+//! one of the sync protocols. Sync requests are checked (parameters, auth
+//! token) before any upgrade, so a bad one gets a `400` with a readable
+//! body instead of an accepted-then-closed socket, which clients would
+//! retry in a hot loop.
+
+use super::http::{Request, Response};
+use crate::protocol::query::{self, Route, SyncParams};
+use crate::session::{v04_http, Ctx};
+
+/// The outcome of routing one request.
+pub enum Action {
+    Respond(Response),
+    /// A valid, authorised WebSocket upgrade; `key` is `Sec-WebSocket-Key`.
+    Upgrade {
+        params: SyncParams,
+        key: String,
+    },
+}
+
+pub fn route(ctx: &Ctx, req: &Request, peer: &str) -> Action {
+    let response = match req.method.as_str() {
+        "OPTIONS" => preflight(ctx, req),
+        _ => match query::route(&req.path, &req.query) {
+            Some(route) => return sync_request(ctx, req, route, peer),
+            None => plain(ctx, req),
+        },
+    };
+    Action::Respond(with_cors(ctx, req, response))
+}
+
+fn sync_request(ctx: &Ctx, req: &Request, route: Route, peer: &str) -> Action {
+    let params = match query::parse(route, &req.query)
+        .and_then(|p| p.check_auth(&ctx.config.auth_token).map(|()| p))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            log::warn!("refused {} {} from {peer}: 400 {e}", req.method, req.path);
+            return Action::Respond(with_cors(ctx, req, Response::text(400, e.to_string())));
+        }
+    };
+    let response = match route {
+        Route::V03 | Route::V04Ws => match websocket_key(req) {
+            Some(key) => return Action::Upgrade { params, key },
+            None => Response::text(
+                426,
+                "Upgrade Required: this endpoint speaks WebSocket (Upgrade: websocket)",
+            )
+            .with_header("Upgrade", "websocket"),
+        },
+        Route::V04Http if req.method == "POST" => {
+            let label = format!("http store={} peer={peer}", params.store_id);
+            match v04_http::handle(ctx, &params.store_id, &req.body, &label) {
+                Ok(json) => Response::json(200, json),
+                Err(v04_http::NotARequest) => {
+                    Response::text(400, "The body must be one JSON RPC Request")
+                }
+            }
+        }
+        Route::V04Http => {
+            Response::text(405, "Use POST for transport=http").with_header("Allow", "POST, OPTIONS")
+        }
+    };
+    Action::Respond(with_cors(ctx, req, response))
+}
+
+/// `Sec-WebSocket-Key` of a well-formed RFC 6455 upgrade request.
+fn websocket_key(req: &Request) -> Option<String> {
+    let ok = req.method == "GET"
+        && req.header_has_token("upgrade", "websocket")
+        && req.header_has_token("connection", "upgrade")
+        && req.header("sec-websocket-version").map(str::trim) == Some("13");
+    ok.then(|| {
+        req.header("sec-websocket-key")
+            .map(|k| k.trim().to_string())
+    })
+    .flatten()
+}
+
+fn plain(ctx: &Ctx, req: &Request) -> Response {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET" | "HEAD", "/") => Response::json(
+            200,
+            serde_json::json!({
+                "name": "livestore-sync",
+                "version": env!("CARGO_PKG_VERSION"),
+                "protocols": [
+                    {"livestore": "0.3", "client": "makeCfSync", "transport": "websocket", "path": "…/websocket"},
+                    {"livestore": "0.4", "client": "makeWsSync", "transport": "websocket", "query": "transport=ws"},
+                    {"livestore": "0.4", "client": "makeHttpSync", "transport": "http", "query": "transport=http"},
+                ],
+            })
+            .to_string(),
+        ),
+        ("GET" | "HEAD", "/health") => match ctx.hub.storage.health() {
+            Ok(()) => Response::json(200, r#"{"status":"ok","database":"ok"}"#),
+            Err(e) => {
+                log::error!("health check failed: {e}");
+                Response::json(503, serde_json::json!({"status": "unavailable", "database": e.to_string()}).to_string())
+            }
+        },
+        _ => Response::text(404, "Not found"),
+    }
+}
+
+/// The allowed origin to echo for this request, if any.
+fn allowed_origin(ctx: &Ctx, req: &Request) -> Option<String> {
+    let origins = &ctx.config.cors_origins;
+    if origins.iter().any(|o| o == "*") {
+        return Some("*".to_string());
+    }
+    let origin = req.header("origin")?;
+    origins
+        .iter()
+        .any(|o| o == origin)
+        .then(|| origin.to_string())
+}
+
+fn with_cors(ctx: &Ctx, req: &Request, response: Response) -> Response {
+    match allowed_origin(ctx, req) {
+        Some(o) if o == "*" => response.with_header("Access-Control-Allow-Origin", o),
+        Some(o) => response
+            .with_header("Access-Control-Allow-Origin", o)
+            .with_header("Vary", "Origin"),
+        None => response,
+    }
+}
+
+/// Answers a CORS preflight for any path.
+fn preflight(ctx: &Ctx, req: &Request) -> Response {
+    let mut r = Response::text(204, "");
+    if allowed_origin(ctx, req).is_some() {
+        let headers = req
+            .header("access-control-request-headers")
+            .unwrap_or("*")
+            .to_string();
+        r = r
+            .with_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            .with_header("Access-Control-Allow-Headers", headers)
+            .with_header("Access-Control-Max-Age", "86400");
+    }
+    r
+}

@@ -1,0 +1,278 @@
+//! A 0.4 WebSocket (`makeWsSync`): Effect-RPC over one socket, several pull
+//! streams at once.
+//!
+//! Each `SyncWsRpc.Pull` is its own stream, keyed by the RPC request id. A
+//! live pull subscribes before its backlog is read; its backlog chunks go
+//! out at most `ack_window` ahead of the client's `Ack`s, and live chunks wait
+//! until the backlog's last (`NoMore`) chunk is out. `Interrupt` ends a
+//! stream and drops its subscription.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::v04_common::{payload_for_store, push_error};
+use super::{Ctx, MEMO_V04};
+use crate::protocol::v04::{self, Incoming, PageInfo, PullPayload, PushPayload, SyncError};
+use crate::storage::StorageError;
+use crate::sync::hub::{LiveBatch, LiveSink, Store, SubId};
+use crate::sync::outbox::{Gone, Outbound, Outbox};
+use crate::sync::pull::Backlog;
+
+pub struct V04WsSession {
+    ctx: Arc<Ctx>,
+    store: Arc<Store>,
+    outbox: Arc<Outbox>,
+    pulls: HashMap<String, PullStream>,
+}
+
+struct PullStream {
+    backlog: Backlog,
+    backend_id: String,
+    /// Live pulls only.
+    sub: Option<SubId>,
+    /// Backlog chunks sent and not yet acknowledged.
+    in_flight: usize,
+    /// The backlog is out (live pulls stay registered for `Interrupt`).
+    live: bool,
+}
+
+/// Live chunks for one pull stream: a per-stream head around a body shared
+/// by every 0.4 subscriber of the push.
+struct Sink {
+    outbox: Arc<Outbox>,
+    head: Arc<str>,
+}
+
+impl LiveSink for Sink {
+    fn send_live(&self, batch: &LiveBatch, from: usize) -> Result<(), Gone> {
+        let body = if from == 0 {
+            batch.memo(MEMO_V04, |b| v04::live_values(&b.events, &b.backend_id))
+        } else {
+            v04::live_values(&batch.events[from..], &batch.backend_id).into()
+        };
+        self.outbox.try_send(Outbound::Wrapped(Box::new((
+            self.head.clone(),
+            body,
+            v04::CHUNK_TAIL,
+        ))))
+    }
+}
+
+impl V04WsSession {
+    pub fn open(
+        ctx: Arc<Ctx>,
+        store_id: &str,
+        outbox: Arc<Outbox>,
+    ) -> Result<V04WsSession, StorageError> {
+        let store = ctx.hub.store(store_id);
+        store.attach(&outbox, &*ctx.hub.storage)?;
+        Ok(V04WsSession {
+            ctx,
+            store,
+            outbox,
+            pulls: HashMap::new(),
+        })
+    }
+
+    /// Handles one text frame; frames that are no envelope are ignored.
+    pub fn handle_text(&mut self, text: &str) {
+        let Some(msg) = v04::decode(text) else {
+            log::debug!(
+                "{}: ignored undecodable frame ({} bytes)",
+                self.outbox.label,
+                text.len()
+            );
+            return;
+        };
+        match msg {
+            Incoming::Ping => self.reply(v04::PONG.to_string()),
+            Incoming::Eof => {}
+            Incoming::Ack { request_id } => {
+                if let Some(p) = self.pulls.get_mut(&request_id) {
+                    p.in_flight = p.in_flight.saturating_sub(1);
+                    self.pump(&request_id);
+                }
+            }
+            Incoming::Interrupt { request_id } => {
+                // Interrupts for finished requests (the client sends them
+                // after a push's Exit) are ignored.
+                if let Some(p) = self.pulls.remove(&request_id) {
+                    if let Some(sub) = p.sub {
+                        self.store.unsubscribe(sub);
+                    }
+                    self.reply(v04::exit_interrupted(&request_id));
+                }
+            }
+            Incoming::Request { id, tag, payload } => match tag.as_str() {
+                v04::PULL_WS => {
+                    match payload_for_store(&payload, &self.store.id, |p: &PullPayload| &p.store_id)
+                    {
+                        Ok(p) if p.live.is_some() => self.start_pull(id, p),
+                        Ok(_) => self.reply(v04::exit_die(
+                            &id,
+                            "invalid request payload: `live` is required",
+                        )),
+                        Err(e) => self.reply(v04::exit_die(&id, &e)),
+                    }
+                }
+                v04::PUSH_WS => {
+                    match payload_for_store(&payload, &self.store.id, |p: &PushPayload| &p.store_id)
+                    {
+                        Ok(p) => self.push(&id, p),
+                        Err(e) => self.reply(v04::exit_die(&id, &e)),
+                    }
+                }
+                other => self.reply(v04::exit_die(&id, &format!("unknown request tag: {other}"))),
+            },
+        }
+    }
+
+    fn reply(&self, text: String) {
+        let _ = self.outbox.send_text(text, self.ctx.reply_timeout());
+    }
+
+    fn start_pull(&mut self, id: String, p: PullPayload) {
+        if let Some(old) = self.pulls.remove(&id) {
+            if let Some(sub) = old.sub {
+                self.store.unsubscribe(sub);
+            }
+        }
+        let storage = &*self.ctx.hub.storage;
+        let cursor = p.cursor.0.as_ref().map_or(0, |c| c.event_sequence_number);
+        let live = p.live == Some(true);
+        let started = if live {
+            let sink = Arc::new(Sink {
+                outbox: self.outbox.clone(),
+                head: v04::chunk_head(&id).into(),
+            });
+            self.store
+                .subscribe(self.outbox.id(), sink, Some(cursor), storage)
+                .map(|(sub, meta)| (Some(sub), meta))
+        } else {
+            self.store.meta(storage).map(|meta| (None, meta))
+        };
+        let (sub, meta) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("{}: pull failed: {e}", self.outbox.label);
+                return self.reply(v04::exit_fail(
+                    &id,
+                    &SyncError::Unknown {
+                        message: e.to_string(),
+                    },
+                ));
+            }
+        };
+        if let Some(c) = &p.cursor.0 {
+            if c.backend_id != meta.backend_id {
+                if let Some(sub) = sub {
+                    self.store.unsubscribe(sub);
+                }
+                let e = SyncError::BackendIdMismatch {
+                    expected: meta.backend_id,
+                    received: c.backend_id.clone(),
+                };
+                return self.reply(v04::exit_fail(&id, &e));
+            }
+        }
+        let backlog = Backlog::new(
+            &self.store.id,
+            cursor,
+            meta.head,
+            self.ctx.config.limits.storage_read_rows,
+        );
+        self.pulls.insert(
+            id.clone(),
+            PullStream {
+                backlog,
+                backend_id: meta.backend_id,
+                sub,
+                in_flight: 0,
+                live: false,
+            },
+        );
+        self.pump(&id);
+    }
+
+    /// Sends backlog chunks while the ack window allows; after the last one,
+    /// ends a non-live pull or lets a live one receive live chunks.
+    fn pump(&mut self, id: &str) {
+        let storage = &*self.ctx.hub.storage;
+        let window = self.ctx.config.limits.ack_window;
+        let Some(p) = self.pulls.get_mut(id) else {
+            return;
+        };
+        if p.live {
+            return;
+        }
+        while !p.backlog.is_done() && p.in_flight < window {
+            match p.backlog.next_page(storage) {
+                Ok(Some(page)) => {
+                    let text = v04::chunk(
+                        id,
+                        &page.events,
+                        PageInfo::from_remaining(page.remaining),
+                        &p.backend_id,
+                    );
+                    if self
+                        .outbox
+                        .send_text(text, self.ctx.reply_timeout())
+                        .is_err()
+                    {
+                        return;
+                    }
+                    p.in_flight += 1;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    log::error!("{}: pull failed: {e}", self.outbox.label);
+                    let text = v04::exit_fail(
+                        id,
+                        &SyncError::Unknown {
+                            message: e.to_string(),
+                        },
+                    );
+                    if let Some(sub) = self.pulls.remove(id).and_then(|p| p.sub) {
+                        self.store.unsubscribe(sub);
+                    }
+                    return self.reply(text);
+                }
+            }
+        }
+        if !p.backlog.is_done() {
+            return;
+        }
+        match p.sub {
+            Some(sub) => {
+                p.live = true;
+                self.store.go_live(sub, p.backlog.last_sent());
+            }
+            None => {
+                self.pulls.remove(id);
+                self.reply(v04::exit_stream_done(id));
+            }
+        }
+    }
+
+    fn push(&mut self, id: &str, p: PushPayload) {
+        let outbox = &self.outbox;
+        let result = self.store.push(
+            &*self.ctx.hub.storage,
+            id,
+            p.batch,
+            p.backend_id.0.as_deref(),
+            || {
+                let _ = outbox.try_send(Outbound::Text(v04::exit_push_ok(id).into()));
+            },
+        );
+        if let Err(e) = result {
+            self.reply(v04::exit_fail(id, &push_error(e, &self.outbox.label)));
+        }
+    }
+}
+
+impl Drop for V04WsSession {
+    fn drop(&mut self) {
+        self.store.detach(self.outbox.id());
+    }
+}

@@ -1,0 +1,178 @@
+//! The PostgreSQL storage against a real server: the database refuses forks
+//! when several instances share it, args stay byte for byte, the schema
+//! applies idempotently, a missing database is created.
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use livestore_sync::storage::postgres::{PgStorage, PoolOptions};
+use livestore_sync::storage::{AppendError, Storage};
+use livestore_sync::sync::event::{ChainError, Event};
+use livestore_sync::sync::hub::{Hub, PushError};
+
+fn pool() -> PoolOptions {
+    PoolOptions {
+        min_idle: 1,
+        max_size: 4,
+        connection_timeout: Duration::from_secs(5),
+    }
+}
+
+fn batch(from: i64, n: i64, client: &str) -> Vec<Event> {
+    serde_json::from_str(&events(from, n, client)).unwrap()
+}
+
+#[test]
+fn a_second_instance_with_a_stale_head_gets_a_conflict_not_a_fork() {
+    let _w = watchdog("stale_instance", Duration::from_secs(30));
+    let db = TestDb::create("storage_fork");
+    let one = PgStorage::connect(&db.url, &pool()).unwrap();
+    let two = PgStorage::connect(&db.url, &pool()).unwrap();
+    assert_eq!(one.open_store("s").unwrap().head, 0);
+    assert_eq!(two.open_store("s").unwrap().head, 0);
+    one.append("s", 0, &batch(1, 3, "A"), SystemTime::now())
+        .unwrap();
+    match two.append("s", 0, &batch(1, 2, "B"), SystemTime::now()) {
+        Err(AppendError::Conflict { head }) => assert_eq!(head, 3),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // A batch whose seq_nums are taken is refused even if the head matched.
+    match one.append("s", 3, &batch(3, 1, "C"), SystemTime::now()) {
+        Err(AppendError::Conflict { head }) => assert_eq!(head, 3),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let rows: Vec<(i64, String)> = db
+        .client()
+        .query(
+            "SELECT seq_num, client_id FROM events ORDER BY seq_num",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![(1, "A".into()), (2, "A".into()), (3, "A".into())]
+    );
+}
+
+#[test]
+fn two_hubs_on_one_database_never_fork_and_the_stale_one_catches_up() {
+    let _w = watchdog("two_hubs", Duration::from_secs(30));
+    let db = TestDb::create("storage_hubs");
+    let h1 = Hub::new(Arc::new(PgStorage::connect(&db.url, &pool()).unwrap()));
+    let h2 = Hub::new(Arc::new(PgStorage::connect(&db.url, &pool()).unwrap()));
+    let (s1, s2) = (h1.store("s"), h2.store("s"));
+    // Both load head 0 into memory.
+    assert_eq!(s1.meta(&*h1.storage).unwrap().head, 0);
+    assert_eq!(s2.meta(&*h2.storage).unwrap().head, 0);
+    s1.push(&*h1.storage, "p1", batch(1, 2, "A"), None, || {})
+        .unwrap();
+    let err = s2
+        .push(&*h2.storage, "p2", batch(1, 1, "B"), None, || {
+            panic!("must not ack")
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PushError::Chain(ChainError::WrongParent { head: 2, parent: 0 })
+        ),
+        "{err:?}"
+    );
+    // The refusal refreshed instance two's head: a push on top of it works.
+    s2.push(&*h2.storage, "p3", batch(3, 1, "B"), None, || {})
+        .unwrap();
+    let n: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM events", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn args_are_stored_and_read_back_byte_for_byte() {
+    let _w = watchdog("args_bytes", Duration::from_secs(30));
+    let db = TestDb::create("storage_args");
+    let st = PgStorage::connect(&db.url, &pool()).unwrap();
+    st.open_store("s").unwrap();
+    let raw = r#"[{"name":"n","args":{"zeta": 1, "alpha":{"y":[1.50,2e3],"x":"\u00e9"}},"seqNum":1,"parentSeqNum":0,"clientId":"c","sessionId":"s"},
+                  {"name":"n","args":null,"seqNum":2,"parentSeqNum":1,"clientId":"c","sessionId":"s"},
+                  {"name":"n","seqNum":3,"parentSeqNum":2,"clientId":"c","sessionId":"s"}]"#;
+    let events: Vec<Event> = serde_json::from_str(raw).unwrap();
+    st.append("s", 0, &events, SystemTime::now()).unwrap();
+    let back = st.read("s", 0, 3, 10).unwrap();
+    assert_eq!(
+        back.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        events
+    );
+    assert_eq!(
+        back[0].event.args.as_ref().unwrap().get(),
+        r#"{"zeta": 1, "alpha":{"y":[1.50,2e3],"x":"\u00e9"}}"#
+    );
+    assert_eq!(back[1].event.args.as_ref().unwrap().get(), "null");
+    assert!(back[2].event.args.is_none(), "absent args stay absent");
+    let col: String = db
+        .client()
+        .query_one("SELECT data_type FROM information_schema.columns WHERE table_name = 'events' AND column_name = 'args'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(col, "json");
+}
+
+#[test]
+fn reads_are_bounded_and_reset_wipes_the_store() {
+    let _w = watchdog("read_reset", Duration::from_secs(30));
+    let db = TestDb::create("storage_reset");
+    let st = PgStorage::connect(&db.url, &pool()).unwrap();
+    let before = st.open_store("s").unwrap();
+    st.open_store("t").unwrap();
+    st.append("s", 0, &batch(1, 10, "A"), SystemTime::now())
+        .unwrap();
+    st.append("t", 0, &batch(1, 2, "A"), SystemTime::now())
+        .unwrap();
+    let seqs = |v: Vec<livestore_sync::sync::event::StoredEvent>| {
+        v.iter().map(|e| e.event.seq_num).collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(st.read("s", 3, 8, 3).unwrap()), vec![4, 5, 6]);
+    assert_eq!(seqs(st.read("s", 8, 20, 100).unwrap()), vec![9, 10]);
+    st.reset("s", "NEW").unwrap();
+    let after = st.open_store("s").unwrap();
+    assert_eq!(after.head, 0);
+    assert_eq!(after.backend_id, "NEW");
+    assert_ne!(before.backend_id, after.backend_id);
+    assert!(st.read("s", 0, 10, 100).unwrap().is_empty());
+    assert_eq!(
+        seqs(st.read("t", 0, 2, 100).unwrap()),
+        vec![1, 2],
+        "other stores untouched"
+    );
+}
+
+#[test]
+fn schema_applies_twice_and_a_missing_database_is_created() {
+    let _w = watchdog("schema", Duration::from_secs(30));
+    let name = format!("lss_test_created_{}", std::process::id());
+    let url = replace_db_name(&admin_url(), &name);
+    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    let a = PgStorage::connect(&url, &pool()).expect("creates the database");
+    let b = PgStorage::connect(&url, &pool()).expect("schema applies again");
+    let id_a = a.open_store("s").unwrap().backend_id;
+    assert_eq!(
+        b.open_store("s").unwrap().backend_id,
+        id_a,
+        "backend id is stable across instances"
+    );
+    b.health().unwrap();
+    drop((a, b));
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+}

@@ -31,6 +31,12 @@ const CLIENT_TIMEOUT_MS: u64 = 45_000;
 const NOSYNC_RUN_MS: u64 = 4_000;
 /// `livePull.pollInterval` of the 0.4 HTTP client (its default is 5 s).
 const HTTP_POLL_MS: u64 = 500;
+/// The concurrent writers start committing this long after they are spawned (they boot first).
+const WRITERS_START_DELAY_MS: u64 = 4_000;
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
+}
 
 // ---------------------------------------------------------------------------------------------
 // Node / npm preparation
@@ -129,17 +135,35 @@ struct ClientSpec {
     expect: usize,
     /// `false`: `--mode=nosync` (run for a fixed time, must NOT sync).
     sync: bool,
+    /// `--start-at`: when to start committing (ms since the epoch).
+    start_at: Option<u64>,
 }
 
 impl ClientSpec {
     fn writer(kind: Kind, client_id: &str, expect: usize) -> Self {
-        ClientSpec { kind, client_id: client_id.into(), token: TOKEN, commit: EVENTS_PER_WRITER, expect, sync: true }
+        ClientSpec {
+            kind,
+            client_id: client_id.into(),
+            token: TOKEN,
+            commit: EVENTS_PER_WRITER,
+            expect,
+            sync: true,
+            start_at: None,
+        }
     }
     fn reader(kind: Kind, client_id: &str, expect: usize) -> Self {
-        ClientSpec { kind, client_id: client_id.into(), token: TOKEN, commit: 0, expect, sync: true }
+        ClientSpec { kind, client_id: client_id.into(), token: TOKEN, commit: 0, expect, sync: true, start_at: None }
     }
     fn wrong_token(kind: Kind, client_id: &str) -> Self {
-        ClientSpec { kind, client_id: client_id.into(), token: WRONG_TOKEN, commit: 2, expect: 0, sync: false }
+        ClientSpec {
+            kind,
+            client_id: client_id.into(),
+            token: WRONG_TOKEN,
+            commit: 2,
+            expect: 0,
+            sync: false,
+            start_at: None,
+        }
     }
     fn own_ids(&self) -> Vec<String> {
         (0..self.commit).map(|i| format!("{}-{i:04}", self.client_id)).collect()
@@ -206,6 +230,9 @@ fn spawn_client(server: &ServerProcess, store_id: &str, spec: &ClientSpec) -> Ru
         .arg(format!("--timeout-ms={CLIENT_TIMEOUT_MS}"))
         .arg(format!("--mode={}", if spec.sync { "sync" } else { "nosync" }))
         .arg(format!("--run-ms={NOSYNC_RUN_MS}"));
+    if let Some(at) = spec.start_at {
+        cmd.arg(format!("--start-at={at}"));
+    }
     match spec.kind {
         Kind::V03 => {}
         Kind::V04Ws => {
@@ -440,8 +467,14 @@ fn run_scenario(sc: Scenario) {
     let store_id = format!("e2e-{}-{}", sc.tag.replace('_', "-"), std::process::id());
     let total = sc.writers.len() * EVENTS_PER_WRITER;
 
-    // 1. Concurrent writers.
-    let writers: Vec<ClientSpec> = sc.writers.iter().map(|(k, id)| ClientSpec::writer(*k, id, total)).collect();
+    // 1. Concurrent writers. They all start committing at the same instant (after booting), so their
+    //    first pushes race: the server must reject the stale one and the loser must rebase.
+    let start_at = epoch_ms() + WRITERS_START_DELAY_MS;
+    let writers: Vec<ClientSpec> = sc
+        .writers
+        .iter()
+        .map(|(k, id)| ClientSpec { start_at: Some(start_at), ..ClientSpec::writer(*k, id, total) })
+        .collect();
     let all_ids: BTreeSet<String> = writers.iter().flat_map(|w| w.own_ids()).collect();
     let t = Instant::now();
     let results = run_all(&server, &store_id, &writers);
@@ -453,7 +486,16 @@ fn run_scenario(sc: Scenario) {
         sc.tag,
         writers.len(),
         t.elapsed(),
-        results.iter().map(|r| format!("{}: {}ms", r.spec.client_id, r.field("elapsedMs"))).collect::<Vec<_>>().join(", ")
+        results
+            .iter()
+            .map(|r| format!(
+                "{}: synced after {}ms, first commit {:+}ms vs. --start-at",
+                r.spec.client_id,
+                r.field("elapsedMs"),
+                r.field("commitStartMs").as_i64().unwrap_or(0) - start_at as i64
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     // 2. Fresh readers and wrong-token clients, side by side (the store now has data to leak).

@@ -18,6 +18,9 @@
 //                         `store.commit` runs while a rebase is in progress (it pushes non-contiguous
 //                         batches and re-pushes events under new seqNums), which would make the
 //                         concurrent-writer tests flaky for reasons that have nothing to do with the server.
+//   --start-at            wall-clock time (ms since the epoch) at which to start committing, after boot;
+//                         give concurrent writers the same value so that their first pushes race and one
+//                         of them is rejected (stale parent) and has to rebase. Default: right after boot.
 //   --mode=sync           (default) wait until synced: the table holds >= expect rows AND the leader's
 //                         sync state has no pending events AND upstream head >= expect. Exit 0 when
 //                         synced, 2 on timeout.
@@ -29,7 +32,7 @@
 // stdout: exactly ONE JSON line:
 //   { "version":"0.3.1", "transport":"ws", "clientId", "storeId", "mode", "synced", "timedOut",
 //     "count", "ids":[...sorted row ids], "foreignCount", "upstreamHead", "localHead",
-//     "pendingCount", "elapsedMs", "error"? }
+//     "pendingCount", "elapsedMs", "commitStartMs"? (epoch ms of the first commit), "error"? }
 // Everything LiveStore prints (it logs with console.log) goes to stderr.
 // Exit codes: 0 ok, 2 sync timeout, 3 unexpectedly synced (nosync mode), 1 crash/bad usage.
 
@@ -53,6 +56,7 @@ const { values: argv } = parseArgs({
     'commit-interval-ms': { type: 'string' },
     mode: { type: 'string' },
     'run-ms': { type: 'string' },
+    'start-at': { type: 'string' },
   },
   strict: true,
 })
@@ -84,6 +88,7 @@ const timeoutMs = int('timeout-ms', 20000)
 const commitIntervalMs = int('commit-interval-ms', 0)
 const mode = opt('mode', 'sync')
 const runMs = int('run-ms', 3000)
+const startAt = int('start-at', 0)
 if (mode !== 'sync' && mode !== 'nosync') usage('--mode must be sync or nosync')
 if (typeof globalThis.WebSocket !== 'function') usage('no global WebSocket: run with node --experimental-websocket')
 
@@ -192,6 +197,8 @@ try {
     shutdownDeferred,
   })
 
+  if (commitCount > 0 && startAt > Date.now()) await sleep(startAt - Date.now())
+  if (commitCount > 0) report.commitStartMs = Date.now()
   for (let i = 0; i < commitCount; i++) {
     store.commit(
       events.todoCreated({ text: `todo ${i} from ${clientId}`, id: idOf(i), meta: { zeta: `z-${clientId}`, alpha: i } }),

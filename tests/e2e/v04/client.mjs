@@ -21,6 +21,9 @@
 //                         `store.commit` runs while a rebase is in progress (it pushes non-contiguous
 //                         batches and re-pushes events under new seqNums), which would make the
 //                         concurrent-writer tests flaky for reasons that have nothing to do with the server.
+//   --start-at            wall-clock time (ms since the epoch) at which to start committing, after boot;
+//                         give concurrent writers the same value so that their first pushes race and one
+//                         of them is rejected (stale parent) and has to rebase. Default: right after boot.
 //   --mode=sync           (default) wait until synced: the table holds >= expect rows AND the leader's
 //                         sync state has no pending events AND upstream head >= expect. Exit 0 when
 //                         synced, 2 on timeout.
@@ -32,7 +35,7 @@
 // stdout: exactly ONE JSON line:
 //   { "version":"0.4.0", "transport":"ws"|"http", "clientId", "storeId", "mode", "synced", "timedOut",
 //     "count", "ids":[...sorted row ids], "foreignCount", "upstreamHead", "localHead",
-//     "pendingCount", "elapsedMs", "error"? }
+//     "pendingCount", "elapsedMs", "commitStartMs"? (epoch ms of the first commit), "error"? }
 // Everything LiveStore prints (it logs with console.log) goes to stderr.
 // Exit codes: 0 ok, 2 sync timeout, 3 unexpectedly synced (nosync mode), 1 crash/bad usage.
 
@@ -56,6 +59,7 @@ const { values: argv } = parseArgs({
     'commit-interval-ms': { type: 'string' },
     mode: { type: 'string' },
     'run-ms': { type: 'string' },
+    'start-at': { type: 'string' },
     transport: { type: 'string' },
     'poll-ms': { type: 'string' },
   },
@@ -89,6 +93,7 @@ const timeoutMs = int('timeout-ms', 20000)
 const commitIntervalMs = int('commit-interval-ms', 0)
 const mode = opt('mode', 'sync')
 const runMs = int('run-ms', 3000)
+const startAt = int('start-at', 0)
 const transport = opt('transport', 'ws')
 const pollMs = int('poll-ms', 500)
 if (transport !== 'ws' && transport !== 'http') usage('--transport must be ws or http')
@@ -206,6 +211,8 @@ try {
     shutdownDeferred,
   })
 
+  if (commitCount > 0 && startAt > Date.now()) await sleep(startAt - Date.now())
+  if (commitCount > 0) report.commitStartMs = Date.now()
   for (let i = 0; i < commitCount; i++) {
     store.commit(
       events.todoCreated({ text: `todo ${i} from ${clientId}`, id: idOf(i), meta: { zeta: `z-${clientId}`, alpha: i } }),

@@ -35,7 +35,10 @@ const HTTP_POLL_MS: u64 = 500;
 const WRITERS_START_DELAY_MS: u64 = 4_000;
 
 fn epoch_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -43,13 +46,22 @@ fn epoch_ms() -> u64 {
 // ---------------------------------------------------------------------------------------------
 
 fn e2e_dir(gen: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("e2e").join(gen)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("e2e")
+        .join(gen)
 }
 
 fn tool_version(tool: &str) -> Result<String, String> {
     match Command::new(tool).arg("--version").output() {
-        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
-        Ok(out) => Err(format!("`{tool} --version` failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr))),
+        Ok(out) if out.status.success() => {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        }
+        Ok(out) => Err(format!(
+            "`{tool} --version` failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )),
         Err(e) => Err(format!("cannot run `{tool}`: {e}")),
     }
 }
@@ -63,20 +75,42 @@ fn prepare_clients(gen: &str) {
     let node = tool_version("node").unwrap_or_else(|e| {
         panic!("the real-client e2e tests need Node.js >= 20 on the PATH ({e}); install Node.js 20+ and npm")
     });
-    let major: u32 = node.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-    assert!(major >= 20, "the real-client e2e tests need Node.js >= 20, found {node}");
+    let major: u32 = node
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        major >= 20,
+        "the real-client e2e tests need Node.js >= 20, found {node}"
+    );
 
     let dir = e2e_dir(gen);
     // npm writes node_modules/.package-lock.json at the end of a successful install.
-    let installed = dir.join("node_modules").join(".package-lock.json").is_file()
-        && dir.join("node_modules").join("@livestore").join("sync-cf").join("package.json").is_file();
+    let installed = dir
+        .join("node_modules")
+        .join(".package-lock.json")
+        .is_file()
+        && dir
+            .join("node_modules")
+            .join("@livestore")
+            .join("sync-cf")
+            .join("package.json")
+            .is_file();
     if installed {
         return;
     }
     let npm = tool_version("npm").unwrap_or_else(|e| {
-        panic!("{}/node_modules is missing and npm is not usable ({e}); install npm", dir.display())
+        panic!(
+            "{}/node_modules is missing and npm is not usable ({e}); install npm",
+            dir.display()
+        )
     });
-    eprintln!("real_clients: running `npm ci --no-audit --no-fund` in {} (npm {npm})", dir.display());
+    eprintln!(
+        "real_clients: running `npm ci --no-audit --no-fund` in {} (npm {npm})",
+        dir.display()
+    );
     let started = Instant::now();
     let out = Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund"])
@@ -92,7 +126,11 @@ fn prepare_clients(gen: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("real_clients: npm ci in {} took {:?}", dir.display(), started.elapsed());
+    eprintln!(
+        "real_clients: npm ci in {} took {:?}",
+        dir.display(),
+        started.elapsed()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,7 +190,15 @@ impl ClientSpec {
         }
     }
     fn reader(kind: Kind, client_id: &str, expect: usize) -> Self {
-        ClientSpec { kind, client_id: client_id.into(), token: TOKEN, commit: 0, expect, sync: true, start_at: None }
+        ClientSpec {
+            kind,
+            client_id: client_id.into(),
+            token: TOKEN,
+            commit: 0,
+            expect,
+            sync: true,
+            start_at: None,
+        }
     }
     fn wrong_token(kind: Kind, client_id: &str) -> Self {
         ClientSpec {
@@ -166,7 +212,9 @@ impl ClientSpec {
         }
     }
     fn own_ids(&self) -> Vec<String> {
-        (0..self.commit).map(|i| format!("{}-{i:04}", self.client_id)).collect()
+        (0..self.commit)
+            .map(|i| format!("{}-{i:04}", self.client_id))
+            .collect()
     }
 }
 
@@ -203,17 +251,31 @@ impl ClientResult {
     }
 
     fn field(&self, key: &str) -> &Value {
-        self.report.as_ref().and_then(|r| r.get(key)).unwrap_or(&Value::Null)
+        self.report
+            .as_ref()
+            .and_then(|r| r.get(key))
+            .unwrap_or(&Value::Null)
     }
 
     fn ids(&self) -> BTreeSet<String> {
-        self.field("ids").as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
+        self.field("ids")
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn spawn_client(server: &ServerProcess, store_id: &str, spec: &ClientSpec) -> RunningClient {
@@ -228,7 +290,10 @@ fn spawn_client(server: &ServerProcess, store_id: &str, spec: &ClientSpec) -> Ru
         .arg(format!("--commit={}", spec.commit))
         .arg(format!("--expect={}", spec.expect))
         .arg(format!("--timeout-ms={CLIENT_TIMEOUT_MS}"))
-        .arg(format!("--mode={}", if spec.sync { "sync" } else { "nosync" }))
+        .arg(format!(
+            "--mode={}",
+            if spec.sync { "sync" } else { "nosync" }
+        ))
         .arg(format!("--run-ms={NOSYNC_RUN_MS}"));
     if let Some(at) = spec.start_at {
         cmd.arg(format!("--start-at={at}"));
@@ -239,11 +304,17 @@ fn spawn_client(server: &ServerProcess, store_id: &str, spec: &ClientSpec) -> Ru
             cmd.arg("--transport=ws");
         }
         Kind::V04Http => {
-            cmd.arg("--transport=http").arg(format!("--poll-ms={HTTP_POLL_MS}"));
+            cmd.arg("--transport=http")
+                .arg(format!("--poll-ms={HTTP_POLL_MS}"));
         }
     }
-    cmd.current_dir(&dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start `node` for {}: {e}", spec.client_id));
+    cmd.current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `node` for {}: {e}", spec.client_id));
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let echo = std::env::var_os("SHOW_CLIENT_LOG").is_some();
@@ -272,7 +343,13 @@ fn spawn_client(server: &ServerProcess, store_id: &str, spec: &ClientSpec) -> Ru
         }
         s
     });
-    RunningClient { spec: spec.clone(), child, stdout, stderr, started: Instant::now() }
+    RunningClient {
+        spec: spec.clone(),
+        child,
+        stdout,
+        stderr,
+        started: Instant::now(),
+    }
 }
 
 impl RunningClient {
@@ -292,7 +369,11 @@ impl RunningClient {
         };
         let stdout = self.stdout.join().unwrap_or_default();
         let stderr = self.stderr.join().unwrap_or_default();
-        let report = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).and_then(|l| serde_json::from_str(l).ok());
+        let report = stdout
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+            .and_then(|l| serde_json::from_str(l).ok());
         ClientResult {
             spec: self.spec,
             exit: status.and_then(|s| s.code()),
@@ -305,7 +386,10 @@ impl RunningClient {
 }
 
 fn run_all(server: &ServerProcess, store_id: &str, specs: &[ClientSpec]) -> Vec<ClientResult> {
-    let running: Vec<RunningClient> = specs.iter().map(|s| spawn_client(server, store_id, s)).collect();
+    let running: Vec<RunningClient> = specs
+        .iter()
+        .map(|s| spawn_client(server, store_id, s))
+        .collect();
     running.into_iter().map(RunningClient::finish).collect()
 }
 
@@ -318,7 +402,10 @@ fn server_log(server: &ServerProcess) -> Vec<String> {
 }
 
 fn server_ctx(server: &ServerProcess) -> String {
-    format!("server log (tail):\n{}", tail(&server_log(server).join("\n"), 60))
+    format!(
+        "server log (tail):\n{}",
+        tail(&server_log(server).join("\n"), 60)
+    )
 }
 
 /// A client that must have converged to exactly `expected_ids`.
@@ -327,13 +414,38 @@ fn assert_converged(r: &ClientResult, expected_ids: &BTreeSet<String>, server: &
     let ctx = || format!("{}\n{}", r.ctx(), server_ctx(server));
     assert!(r.report.is_some(), "no JSON report on stdout\n{}", ctx());
     assert_eq!(r.field("error"), &Value::Null, "client crashed\n{}", ctx());
-    assert_eq!(r.field("timedOut"), &Value::Bool(false), "client timed out before syncing\n{}", ctx());
-    assert_eq!(r.field("synced"), &Value::Bool(true), "client did not sync\n{}", ctx());
+    assert_eq!(
+        r.field("timedOut"),
+        &Value::Bool(false),
+        "client timed out before syncing\n{}",
+        ctx()
+    );
+    assert_eq!(
+        r.field("synced"),
+        &Value::Bool(true),
+        "client did not sync\n{}",
+        ctx()
+    );
     assert_eq!(r.exit, Some(0), "client exit code\n{}", ctx());
     assert_eq!(&r.ids(), expected_ids, "rows the client sees\n{}", ctx());
-    assert_eq!(r.field("count").as_u64(), Some(n), "row count (a duplicate row would show here)\n{}", ctx());
-    assert_eq!(r.field("pendingCount").as_u64(), Some(0), "pending events\n{}", ctx());
-    assert_eq!(r.field("upstreamHead").as_u64(), Some(n), "upstream head\n{}", ctx());
+    assert_eq!(
+        r.field("count").as_u64(),
+        Some(n),
+        "row count (a duplicate row would show here)\n{}",
+        ctx()
+    );
+    assert_eq!(
+        r.field("pendingCount").as_u64(),
+        Some(0),
+        "pending events\n{}",
+        ctx()
+    );
+    assert_eq!(
+        r.field("upstreamHead").as_u64(),
+        Some(n),
+        "upstream head\n{}",
+        ctx()
+    );
 }
 
 /// A wrong-token client must not have received anything from the server.
@@ -341,11 +453,31 @@ fn assert_not_synced(r: &ClientResult, server: &ServerProcess) {
     let ctx = || format!("{}\n{}", r.ctx(), server_ctx(server));
     assert!(r.report.is_some(), "no JSON report on stdout\n{}", ctx());
     assert_eq!(r.field("error"), &Value::Null, "client crashed\n{}", ctx());
-    assert_eq!(r.field("synced"), &Value::Bool(false), "wrong-token client synced\n{}", ctx());
-    assert_eq!(r.field("foreignCount").as_u64(), Some(0), "wrong-token client got rows from the server\n{}", ctx());
-    assert_eq!(r.field("upstreamHead").as_u64(), Some(0), "wrong-token client has an upstream head\n{}", ctx());
+    assert_eq!(
+        r.field("synced"),
+        &Value::Bool(false),
+        "wrong-token client synced\n{}",
+        ctx()
+    );
+    assert_eq!(
+        r.field("foreignCount").as_u64(),
+        Some(0),
+        "wrong-token client got rows from the server\n{}",
+        ctx()
+    );
+    assert_eq!(
+        r.field("upstreamHead").as_u64(),
+        Some(0),
+        "wrong-token client has an upstream head\n{}",
+        ctx()
+    );
     // Its own local events stay pending: they were never accepted.
-    assert_eq!(r.field("pendingCount").as_u64(), Some(r.spec.commit as u64), "pending events\n{}", ctx());
+    assert_eq!(
+        r.field("pendingCount").as_u64(),
+        Some(r.spec.commit as u64),
+        "pending events\n{}",
+        ctx()
+    );
     assert_eq!(r.exit, Some(0), "client exit code\n{}", ctx());
 }
 
@@ -360,7 +492,8 @@ fn assert_refusals_logged(server: &ServerProcess, store_id: &str) -> (usize, usi
     let refused: Vec<&String> = log
         .iter()
         .filter(|l| {
-            l.split(|c: char| !c.is_ascii_digit()).any(|tok| tok == "400")
+            l.split(|c: char| !c.is_ascii_digit())
+                .any(|tok| tok == "400")
                 && l.to_ascii_lowercase().contains("auth token")
         })
         .collect();
@@ -375,7 +508,9 @@ fn assert_refusals_logged(server: &ServerProcess, store_id: &str) -> (usize, usi
 
 /// The exact args text a client sends for event `i` (what `JSON.stringify` produces).
 fn expected_args(client_id: &str, i: usize) -> String {
-    format!(r#"{{"text":"todo {i} from {client_id}","id":"{client_id}-{i:04}","meta":{{"zeta":"z-{client_id}","alpha":{i}}}}}"#)
+    format!(
+        r#"{{"text":"todo {i} from {client_id}","id":"{client_id}-{i:04}","meta":{{"zeta":"z-{client_id}","alpha":{i}}}}}"#
+    )
 }
 
 /// Checks the event log in PostgreSQL for `store_id`: exactly the writers' events, seq_num 1..N
@@ -406,9 +541,16 @@ fn assert_database(db: &TestDb, store_id: &str, writers: &[ClientSpec], server: 
     };
     let expected: BTreeSet<(String, String)> = writers
         .iter()
-        .flat_map(|w| (0..w.commit).map(move |i| (w.client_id.clone(), expected_args(&w.client_id, i))))
+        .flat_map(|w| {
+            (0..w.commit).map(move |i| (w.client_id.clone(), expected_args(&w.client_id, i)))
+        })
         .collect();
-    assert_eq!(rows.len(), expected.len(), "number of events stored for the store\n{}", dump());
+    assert_eq!(
+        rows.len(),
+        expected.len(),
+        "number of events stored for the store\n{}",
+        dump()
+    );
 
     let mut seen = BTreeSet::new();
     for (i, r) in rows.iter().enumerate() {
@@ -420,23 +562,59 @@ fn assert_database(db: &TestDb, store_id: &str, writers: &[ClientSpec], server: 
         let session_id: Option<String> = r.get(5);
         let args = args.unwrap_or_default();
         let client_id = client_id.unwrap_or_default();
-        assert_eq!(seq, i as i64 + 1, "seq_nums must be 1..N contiguous\n{}", dump());
-        assert_eq!(parent, i as i64, "parent_seq_num must be seq_num - 1\n{}", dump());
+        assert_eq!(
+            seq,
+            i as i64 + 1,
+            "seq_nums must be 1..N contiguous\n{}",
+            dump()
+        );
+        assert_eq!(
+            parent,
+            i as i64,
+            "parent_seq_num must be seq_num - 1\n{}",
+            dump()
+        );
         assert_eq!(name, "v1.TodoCreated", "event name\n{}", dump());
-        assert_eq!(session_id.as_deref(), Some("static"), "session_id (node adapter default)\n{}", dump());
-        assert!(args.starts_with(r#"{"text":"#), "args key order changed (must start with {{\"text\":)\n{}", dump());
+        assert_eq!(
+            session_id.as_deref(),
+            Some("static"),
+            "session_id (node adapter default)\n{}",
+            dump()
+        );
+        assert!(
+            args.starts_with(r#"{"text":"#),
+            "args key order changed (must start with {{\"text\":)\n{}",
+            dump()
+        );
         assert!(
             expected.contains(&(client_id.clone(), args.clone())),
             "event seq={seq} is not byte-identical to anything a client sent: client_id={client_id} args={args}\n{}",
             dump()
         );
-        assert!(seen.insert((client_id, args)), "duplicated event (same args twice)\n{}", dump());
+        assert!(
+            seen.insert((client_id, args)),
+            "duplicated event (same args twice)\n{}",
+            dump()
+        );
     }
-    assert_eq!(seen, expected, "stored events vs. committed events\n{}", dump());
+    assert_eq!(
+        seen,
+        expected,
+        "stored events vs. committed events\n{}",
+        dump()
+    );
 
     // The wrong-token clients' events (and anything else) must not be anywhere in the table.
-    let total: i64 = client.query_one("SELECT count(*) FROM events", &[]).expect("count events").get(0);
-    assert_eq!(total as usize, expected.len(), "events stored in total (all stores)\n{}", dump());
+    let total: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .expect("count events")
+        .get(0);
+    assert_eq!(
+        total as usize,
+        expected.len(),
+        "events stored in total (all stores)\n{}",
+        dump()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -456,14 +634,22 @@ struct Scenario {
 fn run_scenario(sc: Scenario) {
     let started = Instant::now();
     let _dog = watchdog(sc.tag, Duration::from_secs(170));
-    let kinds: BTreeSet<&str> =
-        sc.writers.iter().chain(&sc.readers).chain(&sc.wrong_token).map(|(k, _)| k.dir()).collect();
+    let kinds: BTreeSet<&str> = sc
+        .writers
+        .iter()
+        .chain(&sc.readers)
+        .chain(&sc.wrong_token)
+        .map(|(k, _)| k.dir())
+        .collect();
     for gen in kinds {
         prepare_clients(gen);
     }
 
     let db = TestDb::create(sc.tag);
-    let server = ServerProcess::start(&db.url, &["--auth-token", TOKEN, "--admin-secret", ADMIN_SECRET]);
+    let server = ServerProcess::start(
+        &db.url,
+        &["--auth-token", TOKEN, "--admin-secret", ADMIN_SECRET],
+    );
     let store_id = format!("e2e-{}-{}", sc.tag.replace('_', "-"), std::process::id());
     let total = sc.writers.len() * EVENTS_PER_WRITER;
 
@@ -473,7 +659,10 @@ fn run_scenario(sc: Scenario) {
     let writers: Vec<ClientSpec> = sc
         .writers
         .iter()
-        .map(|(k, id)| ClientSpec { start_at: Some(start_at), ..ClientSpec::writer(*k, id, total) })
+        .map(|(k, id)| ClientSpec {
+            start_at: Some(start_at),
+            ..ClientSpec::writer(*k, id, total)
+        })
         .collect();
     let all_ids: BTreeSet<String> = writers.iter().flat_map(|w| w.own_ids()).collect();
     let t = Instant::now();
@@ -499,8 +688,16 @@ fn run_scenario(sc: Scenario) {
     );
 
     // 2. Fresh readers and wrong-token clients, side by side (the store now has data to leak).
-    let mut second: Vec<ClientSpec> = sc.readers.iter().map(|(k, id)| ClientSpec::reader(*k, id, total)).collect();
-    second.extend(sc.wrong_token.iter().map(|(k, id)| ClientSpec::wrong_token(*k, id)));
+    let mut second: Vec<ClientSpec> = sc
+        .readers
+        .iter()
+        .map(|(k, id)| ClientSpec::reader(*k, id, total))
+        .collect();
+    second.extend(
+        sc.wrong_token
+            .iter()
+            .map(|(k, id)| ClientSpec::wrong_token(*k, id)),
+    );
     let t = Instant::now();
     let results = run_all(&server, &store_id, &second);
     for r in &results {
@@ -510,7 +707,11 @@ fn run_scenario(sc: Scenario) {
             assert_not_synced(r, &server);
         }
     }
-    eprintln!("[{}] readers / wrong-token clients done in {:?}", sc.tag, t.elapsed());
+    eprintln!(
+        "[{}] readers / wrong-token clients done in {:?}",
+        sc.tag,
+        t.elapsed()
+    );
     if !sc.wrong_token.is_empty() {
         let (n, naming_store) = assert_refusals_logged(&server, &store_id);
         eprintln!(

@@ -17,6 +17,32 @@ pub fn iso8601_now() -> String {
 
 /// Formats a time as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
 pub fn iso8601(t: SystemTime) -> String {
+    let mut out = String::with_capacity(24);
+    push_iso8601(&mut out, t);
+    out
+}
+
+/// Appends `t` formatted by [`iso8601`]; remembers the last one, since the
+/// events of one push share their timestamp (pull pages format thousands).
+#[derive(Default)]
+pub struct IsoCache {
+    last: Option<(SystemTime, String)>,
+}
+
+impl IsoCache {
+    pub fn push(&mut self, out: &mut String, t: SystemTime) {
+        match &self.last {
+            Some((lt, text)) if *lt == t => out.push_str(text),
+            _ => {
+                let text = iso8601(t);
+                out.push_str(&text);
+                self.last = Some((t, text));
+            }
+        }
+    }
+}
+
+fn push_iso8601(out: &mut String, t: SystemTime) {
     let (secs, millis) = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => (d.as_secs() as i64, d.subsec_millis()),
         Err(e) => {
@@ -30,12 +56,14 @@ pub fn iso8601(t: SystemTime) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60
-    )
+    );
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS.mmmZ` (what [`iso8601`] writes).

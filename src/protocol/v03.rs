@@ -8,7 +8,7 @@
 use serde::Deserialize;
 
 use crate::sync::event::{push_json_str, Event, StoredEvent};
-use crate::timefmt::iso8601;
+use crate::timefmt::IsoCache;
 
 /// A decoded client message.
 #[derive(Debug, PartialEq)]
@@ -136,6 +136,7 @@ pub fn pull_res(
 ) -> String {
     let mut out = String::with_capacity(96 + events.len() * 320);
     out.push_str("{\"_tag\":\"WSMessage.PullRes\",\"batch\":[");
+    let mut stamps = IsoCache::default();
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -143,7 +144,7 @@ pub fn pull_res(
         out.push_str("{\"eventEncoded\":");
         e.event.write_json(&mut out);
         out.push_str(",\"metadata\":{\"_tag\":\"Some\",\"value\":{\"createdAt\":\"");
-        out.push_str(&iso8601(e.created_at));
+        stamps.push(&mut out, e.created_at);
         out.push_str("\"}}}");
     }
     out.push_str("],\"requestId\":{\"context\":");
@@ -217,7 +218,7 @@ mod tests {
             .collect();
         assert_eq!(pushes.len(), 3);
         assert_eq!(
-            pushes[0][0].args.as_ref().unwrap().get(),
+            pushes[0][0].args.as_deref().unwrap(),
             r#"{"id":"A-18062-0000","text":"todo 0 from A-18062"}"#
         );
         assert_eq!(pushes[2][0].parent_seq_num, 3);

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::sync::event::{push_int, push_json_str, Event, StoredEvent};
 use crate::sync::pull::{PAGE_BYTES, PAGE_EVENTS};
-use crate::timefmt::iso8601;
+use crate::timefmt::IsoCache;
 
 /// A decoded envelope from the client.
 #[derive(Debug)]
@@ -198,6 +198,7 @@ pub fn write_pull_response(
     backend_id: &str,
 ) {
     out.push_str("{\"batch\":[");
+    let mut stamps = IsoCache::default();
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -205,7 +206,7 @@ pub fn write_pull_response(
         out.push_str("{\"eventEncoded\":");
         e.event.write_json(out);
         out.push_str(",\"metadata\":{\"_tag\":\"Some\",\"value\":{\"_tag\":\"SyncMessage.SyncMetadata\",\"createdAt\":\"");
-        out.push_str(&iso8601(e.created_at));
+        stamps.push(out, e.created_at);
         out.push_str("\"}}}");
     }
     out.push_str("],\"pageInfo\":");

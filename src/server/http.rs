@@ -71,13 +71,15 @@ impl<'a> Conn<'a> {
         }
     }
 
+    /// Reads more bytes into `buf` (directly: a stack buffer would stay
+    /// resident in every connection thread's stack).
     fn fill(&mut self) -> Result<usize, ReadError> {
-        let mut chunk = [0u8; 4096];
-        match (&*self.stream).read(&mut chunk) {
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(n)
-            }
+        let len = self.buf.len();
+        self.buf.resize(len + 4096, 0);
+        let result = (&*self.stream).read(&mut self.buf[len..]);
+        self.buf.truncate(len + *result.as_ref().unwrap_or(&0));
+        match result {
+            Ok(n) => Ok(n),
             Err(e)
                 if matches!(
                     e.kind(),

@@ -7,6 +7,7 @@
 //! thread ends that connection only (store mutexes are `parking_lot`'s,
 //! which do not poison, and the session detaches itself on unwind).
 
+pub mod capacity;
 pub mod http;
 pub mod routes;
 pub mod ws;
@@ -119,9 +120,24 @@ impl Server {
     /// waits up to the shutdown grace period for them. Returns the number of
     /// connections still open when it gave up waiting.
     pub fn run(self) -> usize {
-        log::info!("listening on {}", self.local_addr());
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        let limits = self.ctx.config.limits.clone();
+        let mut limits = self.ctx.config.limits.clone();
+        if let Some(cap) = capacity::os_capacity() {
+            if cap.connections < limits.max_connections {
+                log::warn!(
+                    "MAX_CONNECTIONS lowered from {} to {}: {} allows no more (see README, \"Many connections\")",
+                    limits.max_connections,
+                    cap.connections,
+                    cap.limited_by
+                );
+                limits.max_connections = cap.connections;
+            }
+        }
+        log::info!(
+            "listening on {} (up to {} connections)",
+            self.local_addr(),
+            limits.max_connections
+        );
         for incoming in self.listener.incoming() {
             if self.shutdown.is_triggered() {
                 break;
@@ -213,7 +229,22 @@ fn drain(registry: &Registry, grace: Duration) -> usize {
 }
 
 /// One TCP connection: HTTP requests until it closes or upgrades.
+/// Plain HTTP connections are logged at debug level (health checks and
+/// 0.4 HTTP polling would flood the log); WebSockets at info (`ws.rs`).
 fn serve_connection(ctx: &Arc<Ctx>, stream: &Arc<TcpStream>, peer: &str, shutdown: &Shutdown) {
+    log::debug!("http peer={peer} open");
+    let mut served = 0u64;
+    let why = serve_http(ctx, stream, peer, shutdown, &mut served);
+    log::debug!("http peer={peer} closed after {served} request(s): {why}");
+}
+
+fn serve_http(
+    ctx: &Arc<Ctx>,
+    stream: &Arc<TcpStream>,
+    peer: &str,
+    shutdown: &Shutdown,
+    served: &mut u64,
+) -> &'static str {
     let limits = &ctx.config.limits;
     let _ = stream.set_read_timeout(Some(limits.http_keep_alive));
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
@@ -221,27 +252,32 @@ fn serve_connection(ctx: &Arc<Ctx>, stream: &Arc<TcpStream>, peer: &str, shutdow
     loop {
         let req = match conn.read_request(limits.max_message_bytes) {
             Ok(r) => r,
-            Err(ReadError::Closed) => return,
+            Err(ReadError::Closed) => return "closed by peer or idle",
             Err(ReadError::Bad(status, msg)) => {
                 log::warn!("bad request from {peer}: {status} {msg}");
                 let _ = Response::text(status, msg).write_to(&**stream, false);
-                return;
+                return "bad request";
             }
             Err(ReadError::Io(e)) => {
                 log::debug!("connection from {peer}: {e}");
-                return;
+                return "read error";
             }
         };
+        *served += 1;
         match routes::route(ctx, &req, peer) {
             Action::Respond(resp) => {
                 let keep_alive = !req.close && !shutdown.is_triggered();
-                if resp.write_to(&**stream, keep_alive).is_err() || !keep_alive {
-                    return;
+                if resp.write_to(&**stream, keep_alive).is_err() {
+                    return "write error";
+                }
+                if !keep_alive {
+                    return "not kept alive";
                 }
             }
             Action::Upgrade { params, key } => {
                 let leftover = std::mem::take(&mut conn.buf);
-                return ws::serve(ctx, stream.clone(), leftover, params, &key, peer, shutdown);
+                ws::serve(ctx, stream.clone(), leftover, params, &key, peer, shutdown);
+                return "upgraded to WebSocket";
             }
         }
     }

@@ -216,10 +216,16 @@ const OP_TEXT: u8 = 0x1;
 const OP_CLOSE: u8 = 0x8;
 /// Coalesce queued messages up to this many bytes per write.
 const COALESCE: usize = 256 * 1024;
+/// Largest write buffer an idle socket keeps.
+const IDLE_BUF: usize = 4096;
 
 fn encode(out: &mut Vec<u8>, msg: &Outbound) {
     match msg {
         Outbound::Text(t) => {
+            frame_header(out, OP_TEXT, t.len());
+            out.extend_from_slice(t.as_bytes());
+        }
+        Outbound::Static(t) => {
             frame_header(out, OP_TEXT, t.len());
             out.extend_from_slice(t.as_bytes());
         }
@@ -279,8 +285,9 @@ fn write_loop(rx: &Receiver<Outbound>, mut stream: &TcpStream, outbox: &Outbox) 
                 break 'outer;
             }
             buf.clear();
-            // Keep idle sockets small after a large pull.
-            if buf.capacity() > COALESCE {
+            // Going idle: give back what a large pull page needed, so that
+            // thousands of idle sockets stay small.
+            if buf.capacity() > IDLE_BUF && rx.is_empty() {
                 buf = Vec::new();
             }
         }

@@ -71,7 +71,11 @@ impl V03Session {
             return;
         };
         match request {
-            Request::Ping => self.reply(v03::PONG.to_string()),
+            Request::Ping => {
+                let _ = self
+                    .outbox
+                    .send(Outbound::Static(v03::PONG), self.ctx.reply_timeout());
+            }
             Request::Pull { request_id, cursor } => {
                 self.pull(&request_id, cursor.map_or(0, cursor_from_f64))
             }

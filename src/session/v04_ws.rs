@@ -26,14 +26,14 @@ pub struct V04WsSession {
 }
 
 struct PullStream {
-    backlog: Backlog,
+    /// `None` once the backlog is out: a live pull stays registered (for
+    /// `Interrupt`) without keeping the backlog's read buffer.
+    backlog: Option<Backlog>,
     backend_id: String,
     /// Live pulls only.
     sub: Option<SubId>,
     /// Backlog chunks sent and not yet acknowledged.
     in_flight: usize,
-    /// The backlog is out (live pulls stay registered for `Interrupt`).
-    live: bool,
 }
 
 /// Live chunks for one pull stream: a per-stream head around a body shared
@@ -85,7 +85,11 @@ impl V04WsSession {
             return;
         };
         match msg {
-            Incoming::Ping => self.reply(v04::PONG.to_string()),
+            Incoming::Ping => {
+                let _ = self
+                    .outbox
+                    .send(Outbound::Static(v04::PONG), self.ctx.reply_timeout());
+            }
             Incoming::Eof => {}
             Incoming::Ack { request_id } => {
                 if let Some(p) = self.pulls.get_mut(&request_id) {
@@ -184,11 +188,10 @@ impl V04WsSession {
         self.pulls.insert(
             id.clone(),
             PullStream {
-                backlog,
+                backlog: Some(backlog),
                 backend_id: meta.backend_id,
                 sub,
                 in_flight: 0,
-                live: false,
             },
         );
         self.pump(&id);
@@ -202,11 +205,11 @@ impl V04WsSession {
         let Some(p) = self.pulls.get_mut(id) else {
             return;
         };
-        if p.live {
-            return;
-        }
-        while !p.backlog.is_done() && p.in_flight < window {
-            match p.backlog.next_page(storage) {
+        let Some(backlog) = p.backlog.as_mut() else {
+            return; // live already
+        };
+        while !backlog.is_done() && p.in_flight < window {
+            match backlog.next_page(storage) {
                 Ok(Some(page)) => {
                     let text = v04::chunk(
                         id,
@@ -239,13 +242,14 @@ impl V04WsSession {
                 }
             }
         }
-        if !p.backlog.is_done() {
+        if !backlog.is_done() {
             return;
         }
+        let last_sent = backlog.last_sent();
         match p.sub {
             Some(sub) => {
-                p.live = true;
-                self.store.go_live(sub, p.backlog.last_sent());
+                p.backlog = None;
+                self.store.go_live(sub, last_sent);
             }
             None => {
                 self.pulls.remove(id);

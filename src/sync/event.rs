@@ -15,21 +15,23 @@ use serde_json::value::RawValue;
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub name: String,
-    /// `None` when the key was absent; `Some("null")` when it was `null`.
-    /// The two must stay distinct (the client compares `JSON.stringify(args)`).
+    /// The raw JSON text of `args`, exactly as the client sent it (checked
+    /// to be JSON when decoded, and by the `json` column when stored).
+    /// `None` when the key was absent; `Some("null")` when it was `null`:
+    /// the two must stay distinct (the client compares `JSON.stringify(args)`).
     #[serde(default, deserialize_with = "raw_keeping_null")]
-    pub args: Option<Box<RawValue>>,
+    pub args: Option<Box<str>>,
     pub seq_num: i64,
     pub parent_seq_num: i64,
     pub client_id: String,
     pub session_id: String,
 }
 
-/// Raw JSON compares as text: that is the equality the client applies.
+/// `args` compare as text: that is the equality the client applies.
 impl PartialEq for Event {
     fn eq(&self, o: &Self) -> bool {
         self.name == o.name
-            && self.args.as_ref().map(|a| a.get()) == o.args.as_ref().map(|a| a.get())
+            && self.args == o.args
             && self.seq_num == o.seq_num
             && self.parent_seq_num == o.parent_seq_num
             && self.client_id == o.client_id
@@ -37,8 +39,8 @@ impl PartialEq for Event {
     }
 }
 
-fn raw_keeping_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
-    Box::<RawValue>::deserialize(d).map(Some)
+fn raw_keeping_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<str>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(|raw| Some(raw.into()))
 }
 
 /// An event as stored: the event plus the time the server accepted it.
@@ -56,7 +58,7 @@ impl Event {
         push_json_str(out, &self.name);
         if let Some(args) = &self.args {
             out.push_str(",\"args\":");
-            out.push_str(args.get());
+            out.push_str(args);
         }
         out.push_str(",\"seqNum\":");
         push_int(out, self.seq_num);
@@ -72,7 +74,7 @@ impl Event {
     /// Rough size of the event's JSON, for byte-limited pages.
     pub fn json_len_estimate(&self) -> usize {
         80 + self.name.len()
-            + self.args.as_ref().map_or(0, |a| a.get().len())
+            + self.args.as_ref().map_or(0, |a| a.len())
             + self.client_id.len()
             + self.session_id.len()
     }
@@ -183,7 +185,7 @@ pub fn check_chain(head: i64, batch: &[Event]) -> Result<(), ChainError> {
 pub(crate) fn ev(seq: i64, args: &str) -> Event {
     Event {
         name: "v1.TodoCreated".into(),
-        args: Some(RawValue::from_string(args.to_string()).unwrap()),
+        args: Some(args.into()),
         seq_num: seq,
         parent_seq_num: seq - 1,
         client_id: "c".into(),
@@ -212,7 +214,7 @@ mod tests {
         .unwrap();
         let null: Event = serde_json::from_str(r#"{"name":"n","args":null,"seqNum":1,"parentSeqNum":0,"clientId":"c","sessionId":"s"}"#).unwrap();
         assert!(absent.args.is_none());
-        assert_eq!(null.args.as_ref().map(|a| a.get()), Some("null"));
+        assert_eq!(null.args.as_deref(), Some("null"));
         let mut out = String::new();
         absent.write_json(&mut out);
         assert!(!out.contains("args"));

@@ -23,6 +23,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 pub enum Outbound {
     /// A complete text message.
     Text(Arc<str>),
+    /// A constant text message (pongs), without an allocation.
+    Static(&'static str),
     /// A text message built from a per-socket head, a body shared by every
     /// recipient of a broadcast, and a fixed tail (0.4 live chunks).
     Wrapped(Box<(Arc<str>, Arc<str>, &'static str)>),

@@ -139,7 +139,13 @@ impl ServerProcess {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    if let (Some(tx), Ok(addr)) = (tx.take(), rest.trim().parse::<SocketAddr>()) {
+                    if let (Some(tx), Ok(addr)) = (
+                        tx.take(),
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .parse::<SocketAddr>(),
+                    ) {
                         let _ = tx.send(addr);
                     }
                 }
@@ -465,4 +471,59 @@ pub fn parse_response(raw: &str) -> (u16, Vec<(String, String)>, String) {
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
         .collect();
     (status, headers, body.to_string())
+}
+
+impl Ws {
+    /// The next text message as its raw text (panics on timeout or close).
+    pub fn recv_text(&mut self) -> String {
+        loop {
+            match self.ws.read().expect("read") {
+                tungstenite::Message::Text(t) => return t.as_str().to_string(),
+                tungstenite::Message::Close(f) => panic!("closed by server: {f:?}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A 0.4 `Pull` request. `live` is `Some(b)` for `SyncWsRpc.Pull` (the field
+/// is left out with `None`, as `SyncHttpRpc.Pull` does); `cursor` is the raw
+/// Option JSON (`{"_tag":"None"}` …).
+pub fn v04_pull(id: &str, tag: &str, store: &str, live: Option<bool>, cursor: &str) -> String {
+    let live = match live {
+        Some(b) => format!(r#","live":{b}"#),
+        None => String::new(),
+    };
+    format!(
+        r#"{{"_tag":"Request","id":"{id}","tag":"{tag}","payload":{{"storeId":{},"payload":{{"authToken":"{TOKEN}"}}{live},"cursor":{cursor}}},"headers":[]}}"#,
+        serde_json::Value::from(store)
+    )
+}
+
+/// `{"_tag":"Some","value":{"backendId":…,"eventSequenceNumber":…}}`.
+pub fn some_cursor(backend_id: &str, seq: i64) -> String {
+    format!(
+        r#"{{"_tag":"Some","value":{{"backendId":{},"eventSequenceNumber":{seq}}}}}"#,
+        serde_json::Value::from(backend_id)
+    )
+}
+
+/// `{"_tag":"Some","value":backend_id}` (a push's `backendId`).
+pub fn some_str(s: &str) -> String {
+    format!(
+        r#"{{"_tag":"Some","value":{}}}"#,
+        serde_json::Value::from(s)
+    )
+}
+
+pub const NONE: &str = r#"{"_tag":"None"}"#;
+
+/// The seqNums of the events in a 0.4 `PullResponse` or 0.3 `PullRes` batch.
+pub fn seqs(batch: &serde_json::Value) -> Vec<i64> {
+    batch
+        .as_array()
+        .expect("batch is an array")
+        .iter()
+        .map(|e| e["eventEncoded"]["seqNum"].as_i64().expect("seqNum"))
+        .collect()
 }

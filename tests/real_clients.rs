@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "e2e-good-token";
@@ -31,15 +31,10 @@ const CLIENT_TIMEOUT_MS: u64 = 45_000;
 const NOSYNC_RUN_MS: u64 = 4_000;
 /// `livePull.pollInterval` of the 0.4 HTTP client (its default is 5 s).
 const HTTP_POLL_MS: u64 = 500;
-/// The concurrent writers start committing this long after they are spawned (they boot first).
-const WRITERS_START_DELAY_MS: u64 = 4_000;
-
-fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
-}
+/// How long the concurrent writers may take to boot before they are released together.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The line a `--wait-go` client prints to stderr once it has booted.
+const READY_MARKER: &str = "E2E-READY";
 
 // ---------------------------------------------------------------------------------------------
 // Node / npm preparation
@@ -173,8 +168,8 @@ struct ClientSpec {
     expect: usize,
     /// `false`: `--mode=nosync` (run for a fixed time, must NOT sync).
     sync: bool,
-    /// `--start-at`: when to start committing (ms since the epoch).
-    start_at: Option<u64>,
+    /// `--wait-go`: boot, then wait for the harness to release it before committing.
+    wait_go: bool,
 }
 
 impl ClientSpec {
@@ -186,7 +181,7 @@ impl ClientSpec {
             commit: EVENTS_PER_WRITER,
             expect,
             sync: true,
-            start_at: None,
+            wait_go: false,
         }
     }
     fn reader(kind: Kind, client_id: &str, expect: usize) -> Self {
@@ -197,7 +192,7 @@ impl ClientSpec {
             commit: 0,
             expect,
             sync: true,
-            start_at: None,
+            wait_go: false,
         }
     }
     fn wrong_token(kind: Kind, client_id: &str) -> Self {
@@ -208,7 +203,7 @@ impl ClientSpec {
             commit: 2,
             expect: 0,
             sync: false,
-            start_at: None,
+            wait_go: false,
         }
     }
     fn own_ids(&self) -> Vec<String> {
@@ -221,6 +216,10 @@ impl ClientSpec {
 struct RunningClient {
     spec: ClientSpec,
     child: std::process::Child,
+    /// `--wait-go` clients: their stdin, to send the go line.
+    stdin: Option<std::process::ChildStdin>,
+    /// Receives `()` once the client printed `READY_MARKER` (dropped without a message if it exits).
+    ready: mpsc::Receiver<()>,
     stdout: std::thread::JoinHandle<String>,
     stderr: std::thread::JoinHandle<String>,
     started: Instant,
@@ -295,8 +294,8 @@ fn spawn_client(server: &ServerProcess, store_id: &str, spec: &ClientSpec) -> Ru
             if spec.sync { "sync" } else { "nosync" }
         ))
         .arg(format!("--run-ms={NOSYNC_RUN_MS}"));
-    if let Some(at) = spec.start_at {
-        cmd.arg(format!("--start-at={at}"));
+    if spec.wait_go {
+        cmd.arg("--wait-go");
     }
     match spec.kind {
         Kind::V03 => {}
@@ -309,12 +308,17 @@ fn spawn_client(server: &ServerProcess, store_id: &str, spec: &ClientSpec) -> Ru
         }
     }
     cmd.current_dir(&dir)
-        .stdin(Stdio::null())
+        .stdin(if spec.wait_go {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start `node` for {}: {e}", spec.client_id));
+    let stdin = child.stdin.take();
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let echo = std::env::var_os("SHOW_CLIENT_LOG").is_some();
@@ -324,28 +328,38 @@ fn spawn_client(server: &ServerProcess, store_id: &str, spec: &ClientSpec) -> Ru
         let _ = out.read_to_string(&mut s);
         s
     });
+    let (ready_tx, ready) = mpsc::channel();
     let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
+        let mut ready_tx = Some(ready_tx);
+        let mut all = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
             match err.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let chunk = String::from_utf8_lossy(&buf[..n]);
                     if echo {
-                        for l in chunk.lines() {
+                        for l in String::from_utf8_lossy(&buf[..n]).lines() {
                             eprintln!("[{name}] {l}");
                         }
                     }
-                    s.push_str(&chunk);
+                    all.extend_from_slice(&buf[..n]);
+                    if ready_tx.is_some()
+                        && all
+                            .windows(READY_MARKER.len())
+                            .any(|w| w == READY_MARKER.as_bytes())
+                    {
+                        let _ = ready_tx.take().unwrap().send(());
+                    }
                 }
             }
         }
-        s
+        String::from_utf8_lossy(&all).into_owned()
     });
     RunningClient {
         spec: spec.clone(),
         child,
+        stdin,
+        ready,
         stdout,
         stderr,
         started: Instant::now(),
@@ -385,11 +399,46 @@ impl RunningClient {
     }
 }
 
+/// Runs the clients side by side and waits for all of them. The `--wait-go` ones are released
+/// together (one line on their stdin) once every one of them has booted.
 fn run_all(server: &ServerProcess, store_id: &str, specs: &[ClientSpec]) -> Vec<ClientResult> {
-    let running: Vec<RunningClient> = specs
+    let mut running: Vec<RunningClient> = specs
         .iter()
         .map(|s| spawn_client(server, store_id, s))
         .collect();
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    let mut not_ready = None;
+    for c in running.iter().filter(|c| c.spec.wait_go) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if c.ready.recv_timeout(left).is_err() {
+            not_ready = Some(c.spec.client_id.clone());
+            break;
+        }
+    }
+    if let Some(id) = not_ready {
+        for c in &mut running {
+            let _ = c.child.kill();
+        }
+        let ctx: Vec<String> = running.into_iter().map(|c| c.finish().ctx()).collect();
+        panic!(
+            "client {id} did not boot (no `{READY_MARKER}`) within {BOOT_TIMEOUT:?}\n{}\n{}",
+            ctx.join("\n"),
+            server_ctx(server)
+        );
+    }
+    // Released with a common start instant a little ahead, so that the latency of delivering the
+    // go line does not skew them.
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+        + 300;
+    for c in &mut running {
+        if let Some(mut stdin) = c.stdin.take() {
+            use std::io::Write;
+            let _ = stdin.write_all(format!("go {at}\n").as_bytes());
+        }
+    }
     running.into_iter().map(RunningClient::finish).collect()
 }
 
@@ -653,14 +702,14 @@ fn run_scenario(sc: Scenario) {
     let store_id = format!("e2e-{}-{}", sc.tag.replace('_', "-"), std::process::id());
     let total = sc.writers.len() * EVENTS_PER_WRITER;
 
-    // 1. Concurrent writers. They all start committing at the same instant (after booting), so their
-    //    first pushes race: the server must reject the stale one and the loser must rebase.
-    let start_at = epoch_ms() + WRITERS_START_DELAY_MS;
+    // 1. Concurrent writers. They boot, then are released together and commit all their events at
+    //    once, so their first pushes race: the server must reject the stale one and the loser must
+    //    rebase.
     let writers: Vec<ClientSpec> = sc
         .writers
         .iter()
         .map(|(k, id)| ClientSpec {
-            start_at: Some(start_at),
+            wait_go: true,
             ..ClientSpec::writer(*k, id, total)
         })
         .collect();
@@ -670,18 +719,22 @@ fn run_scenario(sc: Scenario) {
     for r in &results {
         assert_converged(r, &all_ids, &server);
     }
+    let starts: Vec<i64> = results
+        .iter()
+        .filter_map(|r| r.field("commitStartMs").as_i64())
+        .collect();
+    let skew = starts.iter().max().unwrap_or(&0) - starts.iter().min().unwrap_or(&0);
     eprintln!(
-        "[{}] {} writers converged on {total} events in {:?} ({})",
+        "[{}] {} writers converged on {total} events in {:?} (first commits {skew} ms apart; {})",
         sc.tag,
         writers.len(),
         t.elapsed(),
         results
             .iter()
             .map(|r| format!(
-                "{}: synced after {}ms, first commit {:+}ms vs. --start-at",
+                "{}: done after {}ms",
                 r.spec.client_id,
-                r.field("elapsedMs"),
-                r.field("commitStartMs").as_i64().unwrap_or(0) - start_at as i64
+                r.field("elapsedMs")
             ))
             .collect::<Vec<_>>()
             .join(", ")

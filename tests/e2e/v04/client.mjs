@@ -21,9 +21,11 @@
 //                         `store.commit` runs while a rebase is in progress (it pushes non-contiguous
 //                         batches and re-pushes events under new seqNums), which would make the
 //                         concurrent-writer tests flaky for reasons that have nothing to do with the server.
-//   --start-at            wall-clock time (ms since the epoch) at which to start committing, after boot;
-//                         give concurrent writers the same value so that their first pushes race and one
-//                         of them is rejected (stale parent) and has to rebase. Default: right after boot.
+//   --wait-go             after boot, print the line `E2E-READY` to stderr and wait for one line on stdin
+//                         (`go [EPOCH_MS]`) before committing; with EPOCH_MS, commit at that instant. The
+//                         test harness releases all concurrent writers at once, so their first pushes
+//                         race and one of them is rejected (stale parent) and has to rebase.
+//   --start-at            alternatively: wall-clock time (ms since the epoch) at which to start committing.
 //   --mode=sync           (default) wait until synced: the table holds >= expect rows AND the leader's
 //                         sync state has no pending events AND upstream head >= expect. Exit 0 when
 //                         synced, 2 on timeout.
@@ -60,6 +62,7 @@ const { values: argv } = parseArgs({
     mode: { type: 'string' },
     'run-ms': { type: 'string' },
     'start-at': { type: 'string' },
+    'wait-go': { type: 'boolean' },
     transport: { type: 'string' },
     'poll-ms': { type: 'string' },
   },
@@ -93,7 +96,8 @@ const timeoutMs = int('timeout-ms', 20000)
 const commitIntervalMs = int('commit-interval-ms', 0)
 const mode = opt('mode', 'sync')
 const runMs = int('run-ms', 3000)
-const startAt = int('start-at', 0)
+let startAt = int('start-at', 0)
+const waitGo = argv['wait-go'] === true || process.env.E2E_WAIT_GO === '1'
 const transport = opt('transport', 'ws')
 const pollMs = int('poll-ms', 500)
 if (transport !== 'ws' && transport !== 'http') usage('--transport must be ws or http')
@@ -211,6 +215,23 @@ try {
     shutdownDeferred,
   })
 
+  if (commitCount > 0 && waitGo) {
+    process.stderr.write('E2E-READY\n')
+    await new Promise((resolve, reject) => {
+      let buf = ''
+      process.stdin.setEncoding('utf8')
+      process.stdin.on('data', (d) => {
+        buf += d
+        if (buf.includes('\n')) {
+          process.stdin.pause()
+          const at = Number(buf.trim().split(/\s+/)[1])
+          if (Number.isInteger(at)) startAt = at
+          resolve()
+        }
+      })
+      process.stdin.on('end', () => reject(new Error('stdin closed before the go line (--wait-go)')))
+    })
+  }
   if (commitCount > 0 && startAt > Date.now()) await sleep(startAt - Date.now())
   if (commitCount > 0) report.commitStartMs = Date.now()
   for (let i = 0; i < commitCount; i++) {

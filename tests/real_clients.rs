@@ -532,10 +532,9 @@ fn assert_not_synced(r: &ClientResult, server: &ServerProcess) {
 
 /// The server must have logged the refused attempts. What this relies on: at least one log line
 /// holding the number 400 as a separate token (e.g. `... 400 ...`, `status=400`, `(400)`) and the
-/// words `auth token` (the refusal reason). The server's refusal line
-/// (`refused GET /websocket from <peer>: 400 Invalid auth token`) does not name the store, so the
-/// store id is not required; it is reported when present. Every test has its own server, and only
-/// the wrong-token clients are refused, so this cannot match someone else's refusal.
+/// words `auth token` (the refusal reason), and every such line naming the store
+/// (`refused GET /websocket store="…" peer=…: 400 Invalid auth token`). Every test has its own
+/// server, and only the wrong-token clients are refused, so this cannot match someone else's refusal.
 fn assert_refusals_logged(server: &ServerProcess, store_id: &str) -> (usize, usize) {
     let log = server_log(server);
     let refused: Vec<&String> = log
@@ -551,7 +550,16 @@ fn assert_refusals_logged(server: &ServerProcess, store_id: &str) -> (usize, usi
         "the server did not log a refused (HTTP 400, auth token) request for store `{store_id}`\n{}",
         server_ctx(server)
     );
-    let naming_store = refused.iter().filter(|l| l.contains(store_id)).count();
+    let naming_store = refused
+        .iter()
+        .filter(|l| l.contains(&format!("store={store_id:?}")))
+        .count();
+    assert_eq!(
+        naming_store,
+        refused.len(),
+        "every refusal line names the store `{store_id}`\n{}",
+        server_ctx(server)
+    );
     (refused.len(), naming_store)
 }
 

@@ -35,7 +35,14 @@ fn sync_request(ctx: &Ctx, req: &Request, route: Route, peer: &str) -> Action {
     {
         Ok(p) => p,
         Err(e) => {
-            log::warn!("refused {} {} from {peer}: 400 {e}", req.method, req.path);
+            let store = query::parse(route, &req.query)
+                .map(|p| p.store_id)
+                .unwrap_or_default();
+            log::warn!(
+                "refused {} {} store={store:?} peer={peer}: 400 {e}",
+                req.method,
+                req.path
+            );
             return Action::Respond(with_cors(ctx, req, Response::text(400, e.to_string())));
         }
     };

@@ -34,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 target/release/livestore-sync --host 127.0.0.1 --port 0 --database-url "$PG/$DB" \
-  --auth-token bench-token --log-level warn >"$LOG" 2>&1 &
+  --auth-token bench-token --admin-secret bench-admin --log-level info >"$LOG" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
   ADDR="$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$LOG" | head -n1)"

@@ -32,90 +32,55 @@ pub enum Request {
     },
 }
 
-#[derive(Deserialize)]
-struct Tag<'a> {
-    #[serde(rename = "_tag", borrow)]
-    tag: std::borrow::Cow<'a, str>,
-}
-
+/// Every field any client message has, decoded in one pass over the frame
+/// (pushes are the hot path; a first pass for `_tag` alone would scan the
+/// whole batch twice). A field of the wrong type fails the frame even where
+/// the message kind does not use it; real clients never send such frames.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PullReq {
-    request_id: String,
+struct Frame {
+    #[serde(rename = "_tag")]
+    tag: String,
+    request_id: Option<String>,
     /// `None` when absent; `Some(Value::Null)` when `null`, which the client
     /// schema rejects (so do we).
     #[serde(default, deserialize_with = "present")]
     cursor: Option<serde_json::Value>,
+    batch: Option<Vec<Event>>,
+    admin_secret: Option<String>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
     serde_json::Value::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PushReq {
-    request_id: String,
-    batch: Vec<Event>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PingReq<'a> {
-    #[serde(borrow)]
-    request_id: std::borrow::Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AdminReq {
-    request_id: String,
-    admin_secret: String,
-}
-
 /// Decodes one text frame; `None` for anything the protocol does not define.
 pub fn decode(text: &str) -> Option<Request> {
-    let tag: Tag = serde_json::from_str(text).ok()?;
-    Some(match tag.tag.as_ref() {
+    let f: Frame = serde_json::from_str(text).ok()?;
+    Some(match f.tag.as_str() {
         "WSMessage.PullReq" => {
-            let r: PullReq = serde_json::from_str(text).ok()?;
-            let cursor = match r.cursor {
+            let cursor = match f.cursor {
                 None => None,
                 Some(v) => Some(v.as_f64()?),
             };
             Request::Pull {
-                request_id: r.request_id,
+                request_id: f.request_id?,
                 cursor,
             }
         }
-        "WSMessage.PushReq" => {
-            let r: PushReq = serde_json::from_str(text).ok()?;
-            Request::Push {
-                request_id: r.request_id,
-                batch: r.batch,
-            }
-        }
-        "WSMessage.Ping" => {
-            let r: PingReq = serde_json::from_str(text).ok()?;
-            if r.request_id != "ping" {
-                return None;
-            }
-            Request::Ping
-        }
-        "WSMessage.AdminInfoReq" => {
-            let r: AdminReq = serde_json::from_str(text).ok()?;
-            Request::AdminInfo {
-                request_id: r.request_id,
-                admin_secret: r.admin_secret,
-            }
-        }
-        "WSMessage.AdminResetRoomReq" => {
-            let r: AdminReq = serde_json::from_str(text).ok()?;
-            Request::AdminResetRoom {
-                request_id: r.request_id,
-                admin_secret: r.admin_secret,
-            }
-        }
+        "WSMessage.PushReq" => Request::Push {
+            request_id: f.request_id?,
+            batch: f.batch?,
+        },
+        "WSMessage.Ping" if f.request_id.as_deref() == Some("ping") => Request::Ping,
+        "WSMessage.AdminInfoReq" => Request::AdminInfo {
+            request_id: f.request_id?,
+            admin_secret: f.admin_secret?,
+        },
+        "WSMessage.AdminResetRoomReq" => Request::AdminResetRoom {
+            request_id: f.request_id?,
+            admin_secret: f.admin_secret?,
+        },
         _ => return None,
     })
 }

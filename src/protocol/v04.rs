@@ -36,23 +36,18 @@ pub enum Incoming {
     Eof,
 }
 
-#[derive(Deserialize)]
-struct Tag<'a> {
-    #[serde(rename = "_tag", borrow)]
-    tag: std::borrow::Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct RequestEnv {
-    id: RequestId,
-    tag: String,
-    payload: Box<RawValue>,
-}
-
+/// Every field of any envelope, decoded in one pass (the payload is kept
+/// raw and decoded once the method is known).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WithRequestId {
-    request_id: RequestId,
+struct Envelope {
+    #[serde(rename = "_tag")]
+    kind: String,
+    id: Option<RequestId>,
+    #[serde(rename = "tag")]
+    method: Option<String>,
+    payload: Option<Box<RawValue>>,
+    request_id: Option<RequestId>,
 }
 
 /// Request ids are decimal strings in practice; accept a JSON number too and
@@ -71,27 +66,18 @@ impl<'de> Deserialize<'de> for RequestId {
 
 /// Decodes one envelope; `None` for anything that is not one (ignored).
 pub fn decode(text: &str) -> Option<Incoming> {
-    let tag: Tag = serde_json::from_str(text).ok()?;
-    Some(match tag.tag.as_ref() {
-        "Request" => {
-            let r: RequestEnv = serde_json::from_str(text).ok()?;
-            Incoming::Request {
-                id: r.id.0,
-                tag: r.tag,
-                payload: r.payload,
-            }
-        }
+    let e: Envelope = serde_json::from_str(text).ok()?;
+    Some(match e.kind.as_str() {
+        "Request" => Incoming::Request {
+            id: e.id?.0,
+            tag: e.method?,
+            payload: e.payload?,
+        },
         "Ack" => Incoming::Ack {
-            request_id: serde_json::from_str::<WithRequestId>(text)
-                .ok()?
-                .request_id
-                .0,
+            request_id: e.request_id?.0,
         },
         "Interrupt" => Incoming::Interrupt {
-            request_id: serde_json::from_str::<WithRequestId>(text)
-                .ok()?
-                .request_id
-                .0,
+            request_id: e.request_id?.0,
         },
         "Ping" => Incoming::Ping,
         "Eof" => Incoming::Eof,

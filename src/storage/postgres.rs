@@ -161,18 +161,6 @@ impl PgStorage {
             .collect::<Vec<_>>()
             .join("\n"))
     }
-
-    /// Number of events stored for a store (for admin info).
-    pub fn event_count(&self, store_id: &str) -> Result<i64, StorageError> {
-        let mut c = self.conn()?;
-        let row = c
-            .query_typed_one(
-                "SELECT count(*) FROM events WHERE store_id = $1",
-                &[(&store_id, Type::TEXT)],
-            )
-            .map_err(|e| err("counting events", e))?;
-        Ok(row.get(0))
-    }
 }
 
 /// Applies `schema.sql` (before the pool prepares statements on its tables).

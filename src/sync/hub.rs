@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
@@ -370,20 +369,6 @@ impl Hub {
         stores.insert(id.to_string(), s.clone());
         s
     }
-
-    /// Every socket attached to any store (for shutdown).
-    pub fn all_sockets(&self) -> Vec<Arc<Outbox>> {
-        let stores: Vec<Arc<Store>> = self.stores.lock().values().cloned().collect();
-        stores
-            .iter()
-            .flat_map(|s| s.state.lock().conns.values().cloned().collect::<Vec<_>>())
-            .collect()
-    }
-}
-
-/// The current time as stored with events (whole milliseconds).
-pub fn now() -> SystemTime {
-    crate::timefmt::now_ms()
 }
 
 #[cfg(test)]
@@ -394,6 +379,7 @@ mod tests {
     use super::*;
     use crate::sync::event::ev;
     use crate::sync::outbox::Outbound;
+    use std::time::SystemTime;
 
     #[derive(Default)]
     struct MemStorage(Mutex<Vec<StoredEvent>>);

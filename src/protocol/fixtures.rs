@@ -14,3 +14,22 @@ pub fn frames(file: &str, dir: &str) -> Vec<String> {
         .map(|v| v["data"].as_str().expect("text frame data").to_string())
         .collect()
 }
+
+/// The events of a captured page (`batch` of a 0.3 `PullRes` or a 0.4
+/// `PullResponse`), with the `createdAt` the reference server gave them.
+pub fn stored_events(batch: &serde_json::Value) -> Vec<crate::sync::event::StoredEvent> {
+    batch
+        .as_array()
+        .expect("batch is an array")
+        .iter()
+        .map(|item| crate::sync::event::StoredEvent {
+            event: serde_json::from_str(&item["eventEncoded"].to_string()).expect("event"),
+            created_at: crate::timefmt::parse_iso8601(
+                item["metadata"]["value"]["createdAt"]
+                    .as_str()
+                    .expect("createdAt"),
+            )
+            .expect("ISO timestamp"),
+        })
+        .collect()
+}

@@ -165,7 +165,7 @@ pub fn admin_info_res(request_id: &str, info: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::fixtures::frames;
+    use crate::protocol::fixtures::{frames, stored_events};
 
     #[test]
     fn every_captured_client_frame_decodes() {
@@ -197,18 +197,7 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(&f).unwrap();
             let ours = match v["_tag"].as_str().unwrap() {
                 "WSMessage.PullRes" => {
-                    let events: Vec<StoredEvent> = v["batch"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|item| StoredEvent {
-                            event: serde_json::from_str(&item["eventEncoded"].to_string()).unwrap(),
-                            created_at: crate::timefmt::parse_iso8601(
-                                item["metadata"]["value"]["createdAt"].as_str().unwrap(),
-                            )
-                            .unwrap(),
-                        })
-                        .collect();
+                    let events = stored_events(&v["batch"]);
                     let ctx = if v["requestId"]["context"] == "pull" {
                         Context::Pull
                     } else {

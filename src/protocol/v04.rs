@@ -349,7 +349,7 @@ pub fn exit_fail(request_id: &str, error: &SyncError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::fixtures::frames;
+    use crate::protocol::fixtures::{frames, stored_events};
 
     #[test]
     fn every_captured_client_frame_decodes() {
@@ -398,18 +398,7 @@ mod tests {
                     let values = v["values"].as_array().unwrap();
                     assert_eq!(values.len(), 1);
                     let r = &values[0];
-                    let events: Vec<StoredEvent> = r["batch"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|item| StoredEvent {
-                            event: serde_json::from_str(&item["eventEncoded"].to_string()).unwrap(),
-                            created_at: crate::timefmt::parse_iso8601(
-                                item["metadata"]["value"]["createdAt"].as_str().unwrap(),
-                            )
-                            .unwrap(),
-                        })
-                        .collect();
+                    let events = stored_events(&r["batch"]);
                     let info = match r["pageInfo"]["_tag"].as_str().unwrap() {
                         "NoMore" => PageInfo::NoMore,
                         _ => PageInfo::MoreKnown(r["pageInfo"]["remaining"].as_i64().unwrap()),

@@ -373,66 +373,13 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
-    //! The subscription ordering rules, with a storage that keeps the log in
-    //! memory so that only the rules are under test (the PostgreSQL storage
-    //! has its own tests against a real server).
+    //! The subscription ordering rules, over the in-memory test storage so
+    //! that only the rules are under test (the PostgreSQL storage has its
+    //! own tests against a real server).
     use super::*;
     use crate::sync::event::ev;
     use crate::sync::outbox::Outbound;
-    use std::time::SystemTime;
-
-    #[derive(Default)]
-    struct MemStorage(Mutex<Vec<StoredEvent>>);
-
-    impl Storage for MemStorage {
-        fn open_store(&self, _: &str) -> Result<StoreMeta, StorageError> {
-            let log = self.0.lock();
-            Ok(StoreMeta {
-                head: log.last().map_or(0, |e| e.event.seq_num),
-                backend_id: "B".into(),
-            })
-        }
-        fn append(
-            &self,
-            _: &str,
-            expected: i64,
-            events: &[Event],
-            t: SystemTime,
-        ) -> Result<(), AppendError> {
-            let mut log = self.0.lock();
-            let head = log.last().map_or(0, |e| e.event.seq_num);
-            if head != expected {
-                return Err(AppendError::Conflict { head });
-            }
-            log.extend(events.iter().map(|e| StoredEvent {
-                event: e.clone(),
-                created_at: t,
-            }));
-            Ok(())
-        }
-        fn read(
-            &self,
-            _: &str,
-            after: i64,
-            up_to: i64,
-            limit: usize,
-        ) -> Result<Vec<StoredEvent>, StorageError> {
-            let log = self.0.lock();
-            Ok(log
-                .iter()
-                .filter(|e| e.event.seq_num > after && e.event.seq_num <= up_to)
-                .take(limit)
-                .cloned()
-                .collect())
-        }
-        fn reset(&self, _: &str, _: &str) -> Result<(), StorageError> {
-            self.0.lock().clear();
-            Ok(())
-        }
-        fn health(&self) -> Result<(), StorageError> {
-            Ok(())
-        }
-    }
+    use crate::sync::testing::MemStorage;
 
     /// Records the seq_nums each delivery carried.
     struct Recorder(Arc<Outbox>, Mutex<Vec<Vec<i64>>>);

@@ -6,3 +6,5 @@ pub mod event;
 pub mod hub;
 pub mod outbox;
 pub mod pull;
+#[cfg(test)]
+pub(crate) mod testing;

@@ -122,55 +122,13 @@ pub fn cursor_from_f64(c: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{AppendError, StoreMeta};
-    use crate::sync::event::{ev, Event};
-    use std::time::SystemTime;
+    use crate::sync::testing::MemStorage;
 
-    /// A fixed log of `n` events whose args are `size` bytes.
-    struct Fixed(Vec<StoredEvent>);
-    impl Storage for Fixed {
-        fn open_store(&self, _: &str) -> Result<StoreMeta, StorageError> {
-            unreachable!()
-        }
-        fn append(&self, _: &str, _: i64, _: &[Event], _: SystemTime) -> Result<(), AppendError> {
-            unreachable!()
-        }
-        fn read(
-            &self,
-            _: &str,
-            after: i64,
-            up_to: i64,
-            limit: usize,
-        ) -> Result<Vec<StoredEvent>, StorageError> {
-            Ok(self
-                .0
-                .iter()
-                .filter(|e| e.event.seq_num > after && e.event.seq_num <= up_to)
-                .take(limit)
-                .cloned()
-                .collect())
-        }
-        fn reset(&self, _: &str, _: &str) -> Result<(), StorageError> {
-            unreachable!()
-        }
-        fn health(&self) -> Result<(), StorageError> {
-            Ok(())
-        }
+    fn log(n: i64, size: usize) -> MemStorage {
+        MemStorage::with_log(n, size)
     }
 
-    fn log(n: i64, size: usize) -> Fixed {
-        let args = format!("\"{}\"", "x".repeat(size));
-        Fixed(
-            (1..=n)
-                .map(|i| StoredEvent {
-                    event: ev(i, &args),
-                    created_at: SystemTime::UNIX_EPOCH,
-                })
-                .collect(),
-        )
-    }
-
-    fn pages(st: &Fixed, cursor: i64, head: i64) -> Vec<(Vec<i64>, i64)> {
+    fn pages(st: &MemStorage, cursor: i64, head: i64) -> Vec<(Vec<i64>, i64)> {
         let mut b = Backlog::new("s", cursor, head, 130);
         let mut out = Vec::new();
         while let Some(p) = b.next_page(st).unwrap() {

@@ -209,6 +209,7 @@ impl TestServer {
             port: 0,
             db_pool_min: 1,
             db_pool_max: 8,
+            db_pool_timeout: Duration::from_secs(5),
             ..Default::default()
         };
         tweak(&mut config);
@@ -218,7 +219,7 @@ impl TestServer {
         let pool = PoolOptions {
             min_idle: config.db_pool_min,
             max_size: config.db_pool_max,
-            connection_timeout: Duration::from_secs(5),
+            connection_timeout: config.db_pool_timeout,
         };
         let storage =
             std::sync::Arc::new(PgStorage::connect(&config.database_url, &pool).expect("storage"));

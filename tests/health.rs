@@ -1,0 +1,49 @@
+//! `/health` says whether PostgreSQL answers: 503 while it does not, 200
+//! again once it does, without restarting the server.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn health_follows_the_database() {
+    let _w = watchdog("health", Duration::from_secs(60));
+    let srv = TestServer::start_with("health", |c| c.db_pool_timeout = Duration::from_secs(1));
+    let (status, _, body) = http(srv.addr, "GET", "/health", &[], "");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"status":"ok","database":"ok"}"#)
+    );
+
+    // Take the database away: refuse new connections and end the open ones.
+    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
+    let name = srv.db.name.clone();
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&name],
+        )
+        .unwrap();
+    let (status, headers, body) = http(srv.addr, "GET", "/health", &[], "");
+    assert_eq!(status, 503, "{body}");
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v == "application/json"));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "unavailable");
+    // The server itself is still up and answering.
+    assert_eq!(http(srv.addr, "GET", "/", &[], "").0, 200);
+
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .unwrap();
+    assert_eq!(
+        http(srv.addr, "GET", "/health", &[], "").0,
+        200,
+        "recovers without a restart"
+    );
+}

@@ -13,9 +13,9 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
@@ -247,33 +247,42 @@ fn encode(out: &mut Vec<u8>, msg: &Outbound) {
 }
 
 fn write_loop(rx: &Receiver<Outbound>, mut stream: &TcpStream, outbox: &Outbox) {
-    outbox.set_writer(std::thread::current());
     let mut buf: Vec<u8> = Vec::new();
-    // Set once our close frame is queued: nothing else may follow it.
-    let mut closing_since: Option<Instant> = None;
-    loop {
-        // Drain what is queued (up to one coalesced write), then write it.
+    let mut closing = false;
+    'outer: loop {
+        let first = if closing {
+            match rx.recv_timeout(CLOSE_WAIT) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            }
+        };
+        let mut next = Some(first);
         let mut finish = false;
-        loop {
-            match rx.try_recv() {
-                Ok(Outbound::Finish) => finish = true,
-                Ok(_) if closing_since.is_some() => {}
-                Ok(msg @ Outbound::Close(..)) => {
+        while let Some(msg) = next.take() {
+            match msg {
+                Outbound::Finish => finish = true,
+                // After our close frame, nothing else may be sent.
+                _ if closing => {}
+                Outbound::Close(..) => {
                     encode(&mut buf, &msg);
-                    closing_since = Some(Instant::now());
+                    closing = true;
                 }
-                Ok(msg) => encode(&mut buf, &msg),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => finish = true,
+                _ => encode(&mut buf, &msg),
             }
             if finish || buf.len() >= COALESCE {
                 break;
             }
+            next = rx.try_recv().ok();
         }
         if !buf.is_empty() {
             if let Err(e) = stream.write_all(&buf) {
                 outbox.kill(&format!("write failed: {e}"));
-                break;
+                break 'outer;
             }
             buf.clear();
             // Going idle: give back what a large pull page needed, so that
@@ -282,19 +291,8 @@ fn write_loop(rx: &Receiver<Outbound>, mut stream: &TcpStream, outbox: &Outbox) 
                 buf = Vec::new();
             }
         }
-        if finish || outbox.is_dead() {
+        if finish {
             break;
-        }
-        if !rx.is_empty() {
-            continue;
-        }
-        match closing_since {
-            // Wait for the reader to see the client's close reply, but not forever.
-            Some(since) => match CLOSE_WAIT.checked_sub(since.elapsed()) {
-                Some(left) if !left.is_zero() => std::thread::park_timeout(left),
-                _ => break,
-            },
-            None => std::thread::park(),
         }
     }
     let _ = stream.shutdown(Shutdown::Both);

@@ -12,8 +12,7 @@
 
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -52,8 +51,6 @@ pub struct Outbox {
     /// Used to cut the connection when the queue overflows or on shutdown.
     stream: Option<Arc<TcpStream>>,
     dead: AtomicBool,
-    /// The writer thread, woken after each message (see [`Outbox::set_writer`]).
-    writer: OnceLock<Thread>,
     /// For log lines.
     pub label: String,
 }
@@ -73,26 +70,10 @@ impl Outbox {
                 tx,
                 stream,
                 dead: AtomicBool::new(false),
-                writer: OnceLock::new(),
                 label,
             }),
             rx,
         )
-    }
-
-    /// Registers the thread that drains the queue. It does not block in the
-    /// channel's `recv` (which spins and yields several times before it
-    /// sleeps: measurable CPU with thousands of sockets on two cores); it
-    /// drains with `try_recv` and parks, and every send unparks it. An
-    /// unpark before the park is remembered, so no wake-up is lost.
-    pub fn set_writer(&self, thread: Thread) {
-        let _ = self.writer.set(thread);
-    }
-
-    fn wake_writer(&self) {
-        if let Some(t) = self.writer.get() {
-            t.unpark();
-        }
     }
 
     pub fn id(&self) -> u64 {
@@ -109,10 +90,7 @@ impl Outbox {
             return Err(Gone);
         }
         match self.tx.try_send(msg) {
-            Ok(()) => {
-                self.wake_writer();
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.kill("outbound queue full (client too slow)");
                 Err(Gone)
@@ -131,10 +109,7 @@ impl Outbox {
             return Err(Gone);
         }
         match self.tx.send_timeout(msg, timeout) {
-            Ok(()) => {
-                self.wake_writer();
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => {
                 self.kill("outbound queue stayed full (client not reading)");
                 Err(Gone)
@@ -163,7 +138,6 @@ impl Outbox {
             if let Some(s) = &self.stream {
                 let _ = s.shutdown(Shutdown::Both);
             }
-            self.wake_writer();
         }
     }
 }

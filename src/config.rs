@@ -68,8 +68,6 @@ pub struct Limits {
     /// Stack of a WebSocket's writer thread (it only frames and writes).
     /// Default 64 KiB.
     pub writer_stack: usize,
-    /// tungstenite's read buffer per WebSocket. Default 4 KiB.
-    pub ws_read_buffer: usize,
     /// A WebSocket that sends nothing for this long is closed (clients ping
     /// every 10 s (0.4) or 25 s (0.3)). Default 90 s.
     pub ws_idle_timeout: Duration,
@@ -91,7 +89,6 @@ impl Default for Limits {
             storage_read_rows: 1000,
             reader_stack: 256 * 1024,
             writer_stack: 64 * 1024,
-            ws_read_buffer: 4096,
             ws_idle_timeout: Duration::from_secs(90),
             write_timeout: Duration::from_secs(30),
             http_keep_alive: Duration::from_secs(60),

@@ -7,8 +7,9 @@
 //!
 //! The queue is a bounded crossbeam channel. Senders holding a store's mutex
 //! never block on it (`try_send`): a socket whose queue is full is too slow
-//! to keep up and is dropped at once (its TCP connection is shut down). The
-//! client reconnects and pulls what it missed; everyone else is unaffected.
+//! to keep up and is dropped at once (its TCP connection is shut down). A 0.4
+//! client reconnects and pulls what it missed (a 0.3 client does not pull
+//! again until its app reloads); everyone else is unaffected.
 
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

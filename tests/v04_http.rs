@@ -401,28 +401,7 @@ struct Instance {
 
 impl Instance {
     fn start(db: &TestDb) -> Instance {
-        use livestore_sync::storage::postgres::{PgStorage, PoolOptions};
-        let config = livestore_sync::config::Config {
-            database_url: db.url.clone(),
-            auth_token: TOKEN.into(),
-            admin_secret: ADMIN.into(),
-            host: "127.0.0.1".into(),
-            port: 0,
-            db_pool_min: 1,
-            db_pool_max: 4,
-            ..Default::default()
-        };
-        let pool = PoolOptions {
-            min_idle: config.db_pool_min,
-            max_size: config.db_pool_max,
-            connection_timeout: Duration::from_secs(5),
-        };
-        let storage = std::sync::Arc::new(PgStorage::connect(&db.url, &pool).expect("storage"));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = livestore_sync::server::Server::from_listener(listener, config, storage);
-        let handle = server.shutdown_handle();
-        let thread = std::thread::spawn(move || server.run());
+        let (addr, handle, thread) = serve(test_config(&db.url));
         Instance {
             addr,
             handle,

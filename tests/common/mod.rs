@@ -199,35 +199,10 @@ impl TestServer {
         tag: &str,
         tweak: impl FnOnce(&mut livestore_sync::config::Config),
     ) -> TestServer {
-        use livestore_sync::storage::postgres::{PgStorage, PoolOptions};
         let db = TestDb::create(tag);
-        let mut config = livestore_sync::config::Config {
-            database_url: db.url.clone(),
-            auth_token: TOKEN.into(),
-            admin_secret: ADMIN.into(),
-            host: "127.0.0.1".into(),
-            port: 0,
-            db_pool_min: 1,
-            db_pool_max: 8,
-            db_pool_timeout: Duration::from_secs(5),
-            ..Default::default()
-        };
+        let mut config = test_config(&db.url);
         tweak(&mut config);
-        if std::env::var_os("SHOW_SERVER_LOG").is_some() {
-            livestore_sync::logger::init(log::LevelFilter::Debug);
-        }
-        let pool = PoolOptions {
-            min_idle: config.db_pool_min,
-            max_size: config.db_pool_max,
-            connection_timeout: config.db_pool_timeout,
-        };
-        let storage =
-            std::sync::Arc::new(PgStorage::connect(&config.database_url, &pool).expect("storage"));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = livestore_sync::server::Server::from_listener(listener, config, storage);
-        let handle = server.shutdown_handle();
-        let thread = std::thread::spawn(move || server.run());
+        let (addr, handle, thread) = serve(config);
         TestServer {
             addr,
             db,
@@ -252,6 +227,48 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The settings every in-process test server starts from, over `db_url`.
+pub fn test_config(db_url: &str) -> livestore_sync::config::Config {
+    livestore_sync::config::Config {
+        database_url: db_url.to_string(),
+        auth_token: TOKEN.into(),
+        admin_secret: ADMIN.into(),
+        host: "127.0.0.1".into(),
+        port: 0,
+        db_pool_min: 1,
+        db_pool_max: 8,
+        db_pool_timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
+}
+
+/// Opens the storage of `config` and runs a server on a free loopback port
+/// in a thread of this process.
+pub fn serve(
+    config: livestore_sync::config::Config,
+) -> (
+    SocketAddr,
+    livestore_sync::server::ShutdownHandle,
+    std::thread::JoinHandle<usize>,
+) {
+    use livestore_sync::storage::postgres::{PgStorage, PoolOptions};
+    if std::env::var_os("SHOW_SERVER_LOG").is_some() {
+        livestore_sync::logger::init(log::LevelFilter::Debug);
+    }
+    let pool = PoolOptions {
+        min_idle: config.db_pool_min,
+        max_size: config.db_pool_max,
+        connection_timeout: config.db_pool_timeout,
+    };
+    let storage =
+        std::sync::Arc::new(PgStorage::connect(&config.database_url, &pool).expect("storage"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = livestore_sync::server::Server::from_listener(listener, config, storage);
+    let handle = server.shutdown_handle();
+    (addr, handle, std::thread::spawn(move || server.run()))
 }
 
 /// `payload` query value for `{"authToken": token}`, double-encoded as the clients do.

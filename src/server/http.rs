@@ -13,7 +13,7 @@ use std::net::TcpStream;
 
 /// Largest request head (request line + headers).
 const MAX_HEAD: usize = 16 * 1024;
-const MAX_HEADERS: usize = 64;
+const MAX_HEADERS: usize = 32;
 
 /// One parsed request.
 #[derive(Debug)]

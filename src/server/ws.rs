@@ -102,10 +102,10 @@ pub fn serve(
 
     let _ = stream.set_read_timeout(Some(limits.ws_idle_timeout));
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
-    // The read buffer starts as the bytes read past the upgrade request and
-    // grows to the largest message; nothing is written through tungstenite
-    // but pong and close replies, so its write buffer stays empty.
+    // Nothing but pong and close replies is written through tungstenite, so
+    // its write buffer stays empty; its read buffer is sized per socket.
     let config = WebSocketConfig::default()
+        .read_buffer_size(limits.ws_read_buffer)
         .write_buffer_size(0)
         .max_message_size(Some(limits.max_message_bytes))
         .max_frame_size(Some(limits.max_message_bytes));

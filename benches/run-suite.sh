@@ -2,7 +2,8 @@
 # Runs the benchmark suite: every scenario and size, both protocols,
 # RUNS times each (default 5), against a fresh release server and a scratch
 # database; appends one JSON line per run to OUT and prints medians
-# (min–max) with benches/summarize.py. Takes about 25 minutes at RUNS=5.
+# (min–max) with benches/summarize.py. The idle scenario runs last, through
+# benches/idle-fresh.sh (a fresh server per run). About 30 minutes at RUNS=5.
 #
 #   benches/run-suite.sh                      # everything
 #   RUNS=1 SCENARIOS="push race" benches/run-suite.sh
@@ -61,9 +62,14 @@ for s in $SCENARIOS; do
     fan-out) run fan-out --subscribers 50 --pushes 200; run fan-out --subscribers 100 --pushes 200 ;;
     race) run race --clients 20 --rounds 10 ;;
     reconnect-storm) run reconnect-storm --clients 1000 --events 100 ;;
-    idle) run idle --connections 1000 --idle-secs 20; run idle --connections 10000 --idle-secs 20 ;;
+    idle) ;; # below, on fresh servers
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
 done
+kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+SERVER_PID=""
+case " $SCENARIOS " in
+  *" idle "*) OUT="$OUT" RUNS="$RUNS" PROTOCOLS="$PROTOCOLS" PG="$PG" benches/idle-fresh.sh >/dev/null ;;
+esac
 echo "results: $OUT" >&2
 python3 benches/summarize.py "$OUT"

@@ -54,8 +54,9 @@ pub struct Limits {
     /// Messages queued for one WebSocket's writer thread before the socket
     /// counts as too slow and is dropped (the client reconnects and pulls).
     /// The queue's slots are allocated up front (32 bytes each), so this is
-    /// memory per socket: 64 instead of 128 saved 2 KiB per idle socket.
-    /// Live broadcasts are one message per push. Default 64.
+    /// memory per socket. 64 saved 2 KiB per idle socket but dropped healthy
+    /// subscribers in a 100-subscriber fan-out on two cores (their writer
+    /// threads did not run for 64 pushes; BENCHMARKS.md). Default 128.
     pub outbound_queue: usize,
     /// Backlog chunks of one 0.4 pull sent ahead of the client's `Ack`s.
     /// The reference server uses 1; more hides round trips (a 10,000-event
@@ -91,7 +92,7 @@ impl Default for Limits {
         Limits {
             max_connections: 20_000,
             max_message_bytes: 32 * 1024 * 1024,
-            outbound_queue: 64,
+            outbound_queue: 128,
             ack_window: 16,
             storage_read_rows: 1000,
             reader_stack: 256 * 1024,

@@ -159,22 +159,30 @@ fn run_inner(ctx: &Ctx, p: &Params, r: &mut Report) -> Result<(), String> {
         let tail = rest.split_off(rest.len().min(p.per_worker));
         let mine = std::mem::replace(&mut rest, tail);
         let (interval, timeout) = (p.ping_interval, ctx.target.timeout);
-        let seed = p.seed_events as u64;
         workers.push(util::spawn(format!("idle-{w}"), move || {
-            ping_worker(mine, t_idle, end, interval, timeout, seed)
+            ping_worker(mine, t_idle, end, interval, timeout)
         }));
         w += 1;
     }
     let mut rtt = Samples::new();
     let mut failures = 0u64;
     let mut worker_problems = Vec::new();
+    let mut idle_conns = Vec::new();
     for h in workers {
-        let (s, f, problems) = h.join().map_err(|_| "an idle thread panicked")?;
+        let (s, f, problems, conns) = h.join().map_err(|_| "an idle thread panicked")?;
         rtt.extend(s);
         failures += f;
         worker_problems.extend(problems);
+        idle_conns.push(conns);
     }
     let window = t_idle.elapsed();
+    // The window ends here, before any socket is closed: the server's work
+    // for 10,000 closes is not idle time.
+    let cpu1 = ctx.server_pid.and_then(|pid| util::cpu_ticks(pid).ok());
+    let rss_idle = rss(ctx, r);
+    for conns in idle_conns {
+        worker_problems.extend(check_and_close(conns, p.seed_events as u64));
+    }
     if let Some(pid) = ctx.server_pid {
         r.check(util::process_alive(pid), || {
             format!("the server process {pid} is gone (it died during the run)")
@@ -184,8 +192,6 @@ fn run_inner(ctx: &Ctx, p: &Params, r: &mut Report) -> Result<(), String> {
     for pr in worker_problems.into_iter().take(5) {
         r.fail(pr);
     }
-    let cpu1 = ctx.server_pid.and_then(|pid| util::cpu_ticks(pid).ok());
-    let rss_idle = rss(ctx, r);
 
     r.result("pings", rtt.len());
     r.result("ping_failures", failures);
@@ -242,15 +248,16 @@ fn run_inner(ctx: &Ctx, p: &Params, r: &mut Report) -> Result<(), String> {
 }
 
 /// Pings each connection once per `interval`, spread evenly, until `end`.
-/// Returns the round trips, the number of failed pings, and problems.
+/// Returns the round trips, the number of failed pings, problems, and the
+/// connections (still open).
 fn ping_worker(
-    mut conns: Vec<Conn>,
+    conns: Vec<Conn>,
     start: Instant,
     end: Instant,
     interval: Duration,
     timeout: Duration,
-    seed: u64,
-) -> (Samples, u64, Vec<String>) {
+) -> (Samples, u64, Vec<String>, Vec<Conn>) {
+    let mut conns = conns;
     let mut rtt = Samples::new();
     let mut failed = 0u64;
     let mut problems = Vec::new();
@@ -281,7 +288,14 @@ fn ping_worker(
             }
         }
     }
-    for c in conns.drain(..) {
+    (rtt, failed, problems, std::mem::take(&mut conns))
+}
+
+/// Checks that each connection received exactly the seeded events and
+/// nothing else, then closes it. Returns up to three problems.
+fn check_and_close(conns: Vec<Conn>, seed: u64) -> Vec<String> {
+    let mut problems = Vec::new();
+    for c in conns {
         if (c.check.delivered != seed || !c.ok()) && problems.len() < 3 {
             problems.push(format!(
                 "an idle connection got {} events (expected {seed}) / {:?}",
@@ -291,5 +305,5 @@ fn ping_worker(
         }
         c.close();
     }
-    (rtt, failed, problems)
+    problems
 }

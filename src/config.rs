@@ -73,7 +73,7 @@ pub struct Limits {
     /// tungstenite's read buffer per WebSocket: reserved up front and filled
     /// with zeros before each read, so every socket holds this much; a read
     /// syscall takes at most this many bytes (bigger frames grow the buffer
-    /// to their size). Default 4 KiB; tungstenite's own default of 128 KiB
+    /// to their size). Default 2 KiB; tungstenite's own default of 128 KiB
     /// would cost 128 KiB per idle socket.
     pub ws_read_buffer: usize,
     /// A WebSocket that sends nothing for this long is closed (clients ping
@@ -97,7 +97,7 @@ impl Default for Limits {
             storage_read_rows: 1000,
             reader_stack: 256 * 1024,
             writer_stack: 64 * 1024,
-            ws_read_buffer: 4096,
+            ws_read_buffer: 2048,
             ws_idle_timeout: Duration::from_secs(90),
             write_timeout: Duration::from_secs(30),
             http_keep_alive: Duration::from_secs(60),

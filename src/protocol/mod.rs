@@ -1,11 +1,13 @@
 //! Wire codecs, one per protocol generation, plus the query string both
-//! share. Pure functions: frames in, decoded requests out; values in,
-//! frames out. Unit-tested on frames captured between the real clients and
-//! the reference server (`tests/fixtures/frames/`).
+//! share and the WebSocket frames the server writes. Pure functions: frames
+//! in, decoded requests out; values in, frames out. Unit-tested on frames
+//! captured between the real clients and the reference server
+//! (`tests/fixtures/frames/`).
 
 pub mod query;
 pub mod v03;
 pub mod v04;
+pub mod ws_frame;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

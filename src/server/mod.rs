@@ -275,8 +275,19 @@ fn serve_http(
                 }
             }
             Action::Upgrade { params, key } => {
-                let leftover = std::mem::take(&mut conn.buf);
-                ws::serve(ctx, stream.clone(), leftover, params, &key, peer, shutdown);
+                // Only what the socket needs lives on: the read-ahead buffer
+                // (4 KiB), the request and the sync payload would otherwise
+                // stay allocated for the socket's whole life.
+                let leftover = conn.buf.as_slice().to_vec();
+                let (route, store_id) = (params.route, params.store_id);
+                drop((conn, req, params.payload));
+                let upgrade = ws::Upgrade {
+                    route,
+                    store_id: &store_id,
+                    key: &key,
+                    leftover,
+                };
+                ws::serve(ctx, stream.clone(), upgrade, peer, shutdown);
                 return "upgraded to WebSocket";
             }
         }

@@ -3,12 +3,13 @@
 //!
 //! - The reader decodes frames with tungstenite and hands text to the
 //!   session. tungstenite answers pings and close frames by writing on its
-//!   own; the reader's stream therefore does not write to the socket: it
-//!   collects those bytes and queues them on the outbox as `Raw`.
-//! - The writer is the only thread that writes to the socket. It frames
-//!   queued messages itself (server frames are unmasked, so a header and the
-//!   payload), coalesces whatever is queued into one `write`, and ends the
-//!   connection on `Close`, `Finish`, or a write error.
+//!   own; the reader's stream passes those bytes to the outbox as `Raw`.
+//! - The writer frames queued messages itself (server frames are unmasked,
+//!   so a header and the payload), coalesces whatever is queued into one
+//!   `write`, and ends the connection on `Close`, `Finish`, or a write error.
+//! - Every write holds the outbox's write lock. The reader writes a small
+//!   reply itself when nothing is queued (`Outbox::send`), so a keepalive
+//!   ping does not wake the writer thread.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -21,7 +22,7 @@ use tungstenite::{Message, WebSocket};
 
 use super::http::Response;
 use super::Shutdown as ServerShutdown;
-use crate::protocol::query::{Route, SyncParams};
+use crate::protocol::query::Route;
 use crate::session::{v03::V03Session, v04_ws::V04WsSession, Ctx};
 use crate::sync::outbox::{Outbound, Outbox};
 
@@ -42,33 +43,41 @@ impl Session {
     }
 }
 
-/// Runs a WebSocket to its end. `leftover` holds bytes read past the
-/// upgrade request. Returns after both threads are done.
+/// What a WebSocket keeps of its upgrade request.
+pub struct Upgrade<'a> {
+    pub route: Route,
+    pub store_id: &'a str,
+    /// The client's `Sec-WebSocket-Key`.
+    pub key: &'a str,
+    /// Bytes read past the upgrade request.
+    pub leftover: Vec<u8>,
+}
+
+/// Runs a WebSocket to its end. Returns after both threads are done.
 pub fn serve(
     ctx: &Arc<Ctx>,
     stream: Arc<TcpStream>,
-    leftover: Vec<u8>,
-    params: SyncParams,
-    key: &str,
+    upgrade: Upgrade<'_>,
     peer: &str,
     shutdown: &ServerShutdown,
 ) {
+    let Upgrade {
+        route,
+        store_id,
+        key,
+        leftover,
+    } = upgrade;
     let limits = &ctx.config.limits;
-    let proto = if params.route == Route::V03 {
-        "0.3"
-    } else {
-        "0.4"
-    };
-    let label = format!("ws store={:?} peer={peer} proto={proto}", params.store_id);
-    let (outbox, rx) = Outbox::new(limits.outbound_queue, Some(stream.clone()), label.clone());
+    let proto = if route == Route::V03 { "0.3" } else { "0.4" };
+    let label = format!("ws store={store_id:?} peer={peer} proto={proto}");
+    let (outbox, rx) = Outbox::new(limits.outbound_queue, Some(stream.clone()), label);
+    let label = &outbox.label;
 
     // Open the session before answering 101, so a database failure is a 503
     // the client retries with backoff, not an accepted-then-closed socket.
-    let opened = match params.route {
-        Route::V03 => {
-            V03Session::open(ctx.clone(), &params.store_id, outbox.clone()).map(Session::V03)
-        }
-        _ => V04WsSession::open(ctx.clone(), &params.store_id, outbox.clone()).map(Session::V04),
+    let opened = match route {
+        Route::V03 => V03Session::open(ctx.clone(), store_id, outbox.clone()).map(Session::V03),
+        _ => V04WsSession::open(ctx.clone(), store_id, outbox.clone()).map(Session::V04),
     };
     let mut session = match opened {
         Ok(s) => s,
@@ -78,9 +87,10 @@ pub fn serve(
             return;
         }
     };
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let head = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
-    if (&*stream).write_all(head.as_bytes()).is_err() {
+    if (&*stream)
+        .write_all(switching_protocols(key).as_bytes())
+        .is_err()
+    {
         return;
     }
     log::info!("{label} open");
@@ -115,7 +125,7 @@ pub fn serve(
     };
     let mut ws = WebSocket::from_partially_read(io, leftover, Role::Server, Some(config));
 
-    let why = read_loop(&mut ws, &mut session, params.route, shutdown);
+    let why = read_loop(&mut ws, &mut session, route, shutdown);
     drop(session); // detach from the store before the socket goes away
     if shutdown.is_triggered() {
         outbox.close(1001, "server shutting down");
@@ -128,6 +138,12 @@ pub fn serve(
     }
     let _ = writer.join();
     log::info!("{label} closed: {why}");
+}
+
+/// The `101` answer to an upgrade request with this `Sec-WebSocket-Key`.
+fn switching_protocols(key: &str) -> String {
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")
 }
 
 fn read_loop(
@@ -190,8 +206,9 @@ impl Read for ReaderIo {
 
 impl Write for ReaderIo {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // A full queue means the socket is being dropped anyway.
-        let _ = self.outbox.try_send(Outbound::Raw(buf.into()));
+        // Written at once when the writer is idle; a full queue means the
+        // socket is being dropped anyway, so this never waits.
+        let _ = self.outbox.send(Outbound::Raw(buf.into()), Duration::ZERO);
         Ok(buf.len())
     }
 
@@ -200,53 +217,11 @@ impl Write for ReaderIo {
     }
 }
 
-/// Appends a server (unmasked) frame header for a payload of `len` bytes.
-fn frame_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
-    out.push(0x80 | opcode);
-    if len < 126 {
-        out.push(len as u8);
-    } else if len <= 0xffff {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-}
-
-const OP_TEXT: u8 = 0x1;
-const OP_CLOSE: u8 = 0x8;
 /// Coalesce queued messages up to this many bytes per write.
 const COALESCE: usize = 256 * 1024;
-/// Largest write buffer an idle socket keeps.
-const IDLE_BUF: usize = 4096;
-
-fn encode(out: &mut Vec<u8>, msg: &Outbound) {
-    match msg {
-        Outbound::Text(t) => {
-            frame_header(out, OP_TEXT, t.len());
-            out.extend_from_slice(t.as_bytes());
-        }
-        Outbound::Static(t) => {
-            frame_header(out, OP_TEXT, t.len());
-            out.extend_from_slice(t.as_bytes());
-        }
-        Outbound::Wrapped(w) => {
-            let (head, body, tail) = &**w;
-            frame_header(out, OP_TEXT, head.len() + body.len() + tail.len());
-            out.extend_from_slice(head.as_bytes());
-            out.extend_from_slice(body.as_bytes());
-            out.extend_from_slice(tail.as_bytes());
-        }
-        Outbound::Raw(bytes) => out.extend_from_slice(bytes),
-        Outbound::Close(code, reason) => {
-            frame_header(out, OP_CLOSE, 2 + reason.len());
-            out.extend_from_slice(&code.to_be_bytes());
-            out.extend_from_slice(reason.as_bytes());
-        }
-        Outbound::Finish => {}
-    }
-}
+/// Largest write buffer an idle socket keeps; a larger one (a pull page) is
+/// given back once the queue is empty, so thousands of idle sockets stay small.
+const IDLE_BUF: usize = 1024;
 
 fn write_loop(rx: &Receiver<Outbound>, mut stream: &TcpStream, outbox: &Outbox) {
     let mut buf: Vec<u8> = Vec::new();
@@ -263,18 +238,22 @@ fn write_loop(rx: &Receiver<Outbound>, mut stream: &TcpStream, outbox: &Outbox) 
                 Err(_) => break,
             }
         };
+        // Held until the batch is written: a reply the reader writes itself
+        // (see `Outbox::send`) never jumps ahead of messages taken here.
+        let guard = outbox.lock_writes();
         let mut next = Some(first);
         let mut finish = false;
         while let Some(msg) = next.take() {
+            outbox.taken(matches!(msg, Outbound::Close(..)));
             match msg {
                 Outbound::Finish => finish = true,
                 // After our close frame, nothing else may be sent.
                 _ if closing => {}
                 Outbound::Close(..) => {
-                    encode(&mut buf, &msg);
+                    msg.encode(&mut buf);
                     closing = true;
                 }
-                _ => encode(&mut buf, &msg),
+                _ => msg.encode(&mut buf),
             }
             if finish || buf.len() >= COALESCE {
                 break;
@@ -283,58 +262,19 @@ fn write_loop(rx: &Receiver<Outbound>, mut stream: &TcpStream, outbox: &Outbox) 
         }
         if !buf.is_empty() {
             if let Err(e) = stream.write_all(&buf) {
+                drop(guard);
                 outbox.kill(&format!("write failed: {e}"));
                 break 'outer;
             }
             buf.clear();
-            // Going idle: give back what a large pull page needed, so that
-            // thousands of idle sockets stay small.
             if buf.capacity() > IDLE_BUF && rx.is_empty() {
                 buf = Vec::new();
             }
         }
+        drop(guard);
         if finish {
             break;
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frame_headers_use_the_shortest_length_form() {
-        let mut b = Vec::new();
-        frame_header(&mut b, OP_TEXT, 5);
-        assert_eq!(b, [0x81, 5]);
-        b.clear();
-        frame_header(&mut b, OP_TEXT, 300);
-        assert_eq!(b, [0x81, 126, 1, 44]);
-        b.clear();
-        frame_header(&mut b, OP_TEXT, 70_000);
-        assert_eq!(b, [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
-    }
-
-    #[test]
-    fn frames_decode_with_tungstenite() {
-        // Our frames, read back by tungstenite as a client.
-        let mut bytes = Vec::new();
-        encode(&mut bytes, &Outbound::Text("hello".into()));
-        encode(
-            &mut bytes,
-            &Outbound::Wrapped(Box::new(("[".into(), "1,2".into(), "]"))),
-        );
-        encode(&mut bytes, &Outbound::Close(1001, "bye"));
-        let mut ws = WebSocket::from_raw_socket(io::Cursor::new(bytes), Role::Client, None);
-        assert_eq!(ws.read().unwrap(), Message::Text("hello".into()));
-        assert_eq!(ws.read().unwrap(), Message::Text("[1,2]".into()));
-        match ws.read().unwrap() {
-            Message::Close(Some(f)) => {
-                assert_eq!((u16::from(f.code), f.reason.as_str()), (1001, "bye"))
-            }
-            other => panic!("{other:?}"),
-        }
-    }
 }

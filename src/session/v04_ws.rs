@@ -7,7 +7,6 @@
 //! until the backlog's last (`NoMore`) chunk is out. `Interrupt` ends a
 //! stream and drops its subscription.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::v04_common::{payload_for_store, push_error};
@@ -22,18 +21,40 @@ pub struct V04WsSession {
     ctx: Arc<Ctx>,
     store: Arc<Store>,
     outbox: Arc<Outbox>,
-    pulls: HashMap<String, PullStream>,
+    pulls: Pulls,
 }
 
 struct PullStream {
     /// `None` once the backlog is out: a live pull stays registered (for
     /// `Interrupt`) without keeping the backlog's read buffer.
-    backlog: Option<Backlog>,
+    backlog: Option<Box<Backlog>>,
     backend_id: String,
     /// Live pulls only.
     sub: Option<SubId>,
     /// Backlog chunks sent and not yet acknowledged.
     in_flight: usize,
+}
+
+/// The open pull streams of one socket by request id: a client keeps one
+/// or two open, so a short list, kept small for the idle socket.
+#[derive(Default)]
+struct Pulls(Vec<(String, PullStream)>);
+
+impl Pulls {
+    fn get_mut(&mut self, id: &str) -> Option<&mut PullStream> {
+        self.0.iter_mut().find(|(k, _)| k == id).map(|(_, p)| p)
+    }
+
+    fn remove(&mut self, id: &str) -> Option<PullStream> {
+        let i = self.0.iter().position(|(k, _)| k == id)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    fn insert(&mut self, id: String, p: PullStream) {
+        self.remove(&id);
+        self.0.reserve_exact(1);
+        self.0.push((id, p));
+    }
 }
 
 /// Live chunks for one pull stream: a per-stream head around a body shared
@@ -70,7 +91,7 @@ impl V04WsSession {
             ctx,
             store,
             outbox,
-            pulls: HashMap::new(),
+            pulls: Pulls::default(),
         })
     }
 
@@ -188,7 +209,7 @@ impl V04WsSession {
         self.pulls.insert(
             id.clone(),
             PullStream {
-                backlog: Some(backlog),
+                backlog: Some(Box::new(backlog)),
                 backend_id: meta.backend_id,
                 sub,
                 in_flight: 0,

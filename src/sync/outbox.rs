@@ -2,24 +2,39 @@
 //!
 //! Everything that goes out on a socket passes through its `Outbox`: replies
 //! from the connection's own reader thread, broadcasts from other
-//! connections' pushes, and the control frames tungstenite produces. Only the
-//! writer thread touches the socket's write side, so bytes never interleave.
+//! connections' pushes, and the control frames tungstenite produces. Every
+//! write to the socket happens under the outbox's write lock, so frames never
+//! interleave.
 //!
-//! The queue is a bounded crossbeam channel. Senders holding a store's mutex
-//! never block on it (`try_send`): a socket whose queue is full is too slow
-//! to keep up and is dropped at once (its TCP connection is shut down). A 0.4
-//! client reconnects and pulls what it missed (a 0.3 client does not pull
-//! again until its app reloads); everyone else is unaffected.
+//! The queue holds at most `capacity` messages. Senders holding a store's
+//! mutex never block on it (`try_send`): a socket whose queue is full is too
+//! slow to keep up and is dropped at once (its TCP connection is shut down).
+//! A 0.4 client reconnects and pulls what it missed (a 0.3 client does not
+//! pull again until its app reloads); everyone else is unaffected.
+//!
+//! The connection's own small replies (pongs, push answers) skip the queue
+//! when nothing is queued and the writer is not writing: the reader writes
+//! them itself ([`Outbox::send`]). That saves waking the writer thread,
+//! which is most of what an idle socket's keepalive costs.
+//!
+//! The channel is crossbeam's unbounded (linked-blocks) flavour with the
+//! bound counted here: its blocks are allocated as messages arrive, while a
+//! bounded channel allocates all its slots up front, 4 KiB per socket at 128
+//! messages, which thousands of idle sockets would carry for nothing.
 
+use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
-/// One item for the writer thread. Kept small (24 bytes): the channel
-/// allocates all its slots up front, per socket.
+use crate::protocol::ws_frame;
+
+/// One item for the writer thread. Kept small (24 bytes): each queued
+/// message occupies one slot of this size.
 #[derive(Debug)]
 pub enum Outbound {
     /// A complete text message.
@@ -37,11 +52,42 @@ pub enum Outbound {
     Finish,
 }
 
+impl Outbound {
+    /// Appends this message as a WebSocket frame (nothing for `Finish`).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Outbound::Text(t) => ws_frame::text(out, &[t]),
+            Outbound::Static(t) => ws_frame::text(out, &[t]),
+            Outbound::Wrapped(w) => ws_frame::text(out, &[&w.0, &w.1, w.2]),
+            Outbound::Raw(bytes) => out.extend_from_slice(bytes),
+            Outbound::Close(code, reason) => ws_frame::close(out, *code, reason),
+            Outbound::Finish => {}
+        }
+    }
+
+    /// Payload bytes (an upper bound for `Raw`).
+    fn len(&self) -> usize {
+        match self {
+            Outbound::Text(t) => t.len(),
+            Outbound::Static(t) => t.len(),
+            Outbound::Wrapped(w) => w.0.len() + w.1.len() + w.2.len(),
+            Outbound::Raw(b) => b.len(),
+            Outbound::Close(_, r) => 2 + r.len(),
+            Outbound::Finish => 0,
+        }
+    }
+}
+
 /// Returned when a message could not be queued because the socket is too
 /// slow (queue full) or already gone. The socket is being shut down; the
 /// caller just forgets the subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gone;
+
+/// Replies up to this size may be written by the reader itself; larger ones
+/// (pull pages) always go through the writer, so that reading the next page
+/// from the database overlaps with writing this one.
+const DIRECT_MAX: usize = 4096;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -49,7 +95,18 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct Outbox {
     id: u64,
     tx: Sender<Outbound>,
-    /// Used to cut the connection when the queue overflows or on shutdown.
+    capacity: usize,
+    /// Messages queued and not yet taken by the writer under the write lock.
+    pending: AtomicUsize,
+    /// Held around every write to the socket.
+    write_lock: Mutex<()>,
+    /// Set by the writer once it has written a close frame: nothing may follow.
+    closed: AtomicBool,
+    /// Where a reply waits for room in a full queue.
+    room: Condvar,
+    room_lock: Mutex<()>,
+    waiting: AtomicBool,
+    /// The socket: written by `send`'s shortcut, cut on overflow or shutdown.
     stream: Option<Arc<TcpStream>>,
     dead: AtomicBool,
     /// For log lines.
@@ -57,18 +114,26 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// A queue of `capacity` messages; `stream` is the socket to cut on overflow.
+    /// A queue of up to `capacity` messages; `stream` is the socket (None in
+    /// tests: then every message is queued).
     pub fn new(
         capacity: usize,
         stream: Option<Arc<TcpStream>>,
         label: String,
     ) -> (Arc<Outbox>, Receiver<Outbound>) {
-        let (tx, rx) = crossbeam_channel::bounded(capacity);
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let id = NEXT_ID.fetch_add(1, SeqCst);
         (
             Arc::new(Outbox {
                 id,
                 tx,
+                capacity,
+                pending: AtomicUsize::new(0),
+                write_lock: Mutex::new(()),
+                closed: AtomicBool::new(false),
+                room: Condvar::new(),
+                room_lock: Mutex::new(()),
+                waiting: AtomicBool::new(false),
                 stream,
                 dead: AtomicBool::new(false),
                 label,
@@ -82,7 +147,7 @@ impl Outbox {
     }
 
     pub fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Relaxed)
+        self.dead.load(SeqCst)
     }
 
     /// Queues without blocking. A full queue kills the connection.
@@ -90,36 +155,41 @@ impl Outbox {
         if self.is_dead() {
             return Err(Gone);
         }
-        match self.tx.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                self.kill("outbound queue full (client too slow)");
-                Err(Gone)
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.dead.store(true, Ordering::Relaxed);
-                Err(Gone)
-            }
+        if !self.reserve() {
+            self.kill("outbound queue full (client too slow)");
+            return Err(Gone);
         }
+        self.enqueue(msg)
     }
 
-    /// Queues, waiting up to `timeout` for room: for a connection's own
-    /// replies and pull pages, sent by its reader thread outside any lock.
+    /// For a connection's own replies and pull pages, sent by its reader
+    /// thread outside any lock. A small reply is written at once when nothing
+    /// is queued ahead of it; otherwise it is queued, waiting up to `timeout`
+    /// for room.
     pub fn send(&self, msg: Outbound, timeout: Duration) -> Result<(), Gone> {
         if self.is_dead() {
             return Err(Gone);
         }
-        match self.tx.send_timeout(msg, timeout) {
-            Ok(()) => Ok(()),
-            Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => {
-                self.kill("outbound queue stayed full (client not reading)");
-                Err(Gone)
+        if let Some(done) = self.write_now(&msg) {
+            return done;
+        }
+        let deadline = Instant::now() + timeout;
+        while !self.reserve() {
+            let mut g = self.room_lock.lock();
+            self.waiting.store(true, SeqCst);
+            if self.pending.load(SeqCst) < self.capacity {
+                continue;
             }
-            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
-                self.dead.store(true, Ordering::Relaxed);
-                Err(Gone)
+            if self.room.wait_until(&mut g, deadline).timed_out() {
+                drop(g);
+                self.kill("outbound queue stayed full (client not reading)");
+                return Err(Gone);
+            }
+            if self.is_dead() {
+                return Err(Gone);
             }
         }
+        self.enqueue(msg)
     }
 
     pub fn send_text(&self, text: String, timeout: Duration) -> Result<(), Gone> {
@@ -134,18 +204,88 @@ impl Outbox {
 
     /// Cuts the TCP connection now; both threads of the socket wake up and end.
     pub fn kill(&self, why: &str) {
-        if !self.dead.swap(true, Ordering::Relaxed) {
+        if !self.dead.swap(true, SeqCst) {
             log::warn!("{} dropped: {why}", self.label);
             if let Some(s) = &self.stream {
                 let _ = s.shutdown(Shutdown::Both);
             }
+            let _g = self.room_lock.lock();
+            self.room.notify_all();
         }
+    }
+
+    /// For the writer thread: taken before it takes messages off the queue
+    /// and held until they are written.
+    pub fn lock_writes(&self) -> MutexGuard<'_, ()> {
+        self.write_lock.lock()
+    }
+
+    /// For the writer thread, under [`Outbox::lock_writes`]: one message was
+    /// taken off the queue (`close` if it is a close frame).
+    pub fn taken(&self, close: bool) {
+        if close {
+            self.closed.store(true, SeqCst);
+        }
+        self.pending.fetch_sub(1, SeqCst);
+        if self.waiting.load(SeqCst) {
+            let _g = self.room_lock.lock();
+            self.waiting.store(false, SeqCst);
+            self.room.notify_all();
+        }
+    }
+
+    /// Counts a message in if there is room.
+    fn reserve(&self) -> bool {
+        if self.pending.fetch_add(1, SeqCst) < self.capacity {
+            true
+        } else {
+            self.pending.fetch_sub(1, SeqCst);
+            false
+        }
+    }
+
+    fn enqueue(&self, msg: Outbound) -> Result<(), Gone> {
+        if self.tx.send(msg).is_err() {
+            // The writer is gone; the message was counted but never taken.
+            self.dead.store(true, SeqCst);
+            return Err(Gone);
+        }
+        Ok(())
+    }
+
+    /// Writes a small message on the calling thread if nothing is queued and
+    /// the writer is idle. `None`: queue it instead.
+    fn write_now(&self, msg: &Outbound) -> Option<Result<(), Gone>> {
+        let stream = self.stream.as_ref()?;
+        if msg.len() > DIRECT_MAX || self.pending.load(SeqCst) != 0 {
+            return None;
+        }
+        if matches!(msg, Outbound::Close(..) | Outbound::Finish) {
+            return None;
+        }
+        let _g = self.write_lock.try_lock()?;
+        // Checked again under the lock: whatever was queued before this reply
+        // is written before it. After our close frame nothing may be sent.
+        if self.pending.load(SeqCst) != 0 || self.closed.load(SeqCst) {
+            return None;
+        }
+        let mut buf = Vec::with_capacity(msg.len() + 10);
+        msg.encode(&mut buf);
+        Some(match (&**stream).write_all(&buf) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.kill(&format!("write failed: {e}"));
+                Err(Gone)
+            }
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
 
     #[test]
     fn outbound_stays_small() {
@@ -172,5 +312,106 @@ mod tests {
             ob.send(Outbound::Finish, Duration::from_millis(10)),
             Err(Gone)
         );
+    }
+
+    #[test]
+    fn a_reply_waits_for_room_and_gets_it_when_the_writer_takes_one() {
+        let (ob, rx) = Outbox::new(1, None, "test".into());
+        ob.try_send(Outbound::Static("a")).unwrap();
+        let writer = {
+            let ob = ob.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                let _g = ob.lock_writes();
+                let m = rx.recv().unwrap();
+                ob.taken(false);
+                (m, rx)
+            })
+        };
+        assert_eq!(
+            ob.send(Outbound::Static("b"), Duration::from_secs(10)),
+            Ok(())
+        );
+        let (first, rx) = writer.join().unwrap();
+        assert!(matches!(first, Outbound::Static("a")));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Static("b"))));
+        assert!(!ob.is_dead());
+    }
+
+    #[test]
+    fn a_reply_that_never_gets_room_kills_the_socket() {
+        let (ob, _rx) = Outbox::new(1, None, "test".into());
+        ob.try_send(Outbound::Static("a")).unwrap();
+        let err = ob.send(Outbound::Static("b"), Duration::from_millis(20));
+        assert_eq!(err, Err(Gone));
+        assert!(ob.is_dead());
+    }
+
+    /// A loopback socket pair: (server side, client side).
+    fn pair() -> (Arc<TcpStream>, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        (Arc::new(server), client)
+    }
+
+    #[test]
+    fn a_small_reply_is_written_at_once_when_nothing_is_queued() {
+        let (server, mut client) = pair();
+        let (ob, rx) = Outbox::new(8, Some(server), "test".into());
+        ob.send(Outbound::Static("pong"), Duration::from_secs(1))
+            .unwrap();
+        assert!(rx.is_empty(), "written directly, not queued");
+        let mut got = [0u8; 6];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"\x81\x04pong");
+    }
+
+    #[test]
+    fn a_reply_queues_behind_what_is_already_queued() {
+        let (server, _client) = pair();
+        let (ob, rx) = Outbox::new(8, Some(server), "test".into());
+        ob.try_send(Outbound::Static("event")).unwrap();
+        ob.send(Outbound::Static("pong"), Duration::from_secs(1))
+            .unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Static("event"))));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Static("pong"))));
+    }
+
+    #[test]
+    fn a_reply_queues_while_the_writer_is_writing() {
+        let (server, _client) = pair();
+        let (ob, rx) = Outbox::new(8, Some(server), "test".into());
+        let g = ob.lock_writes();
+        ob.send(Outbound::Static("pong"), Duration::from_secs(1))
+            .unwrap();
+        drop(g);
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Static("pong"))));
+    }
+
+    #[test]
+    fn large_replies_and_replies_after_a_close_frame_are_queued() {
+        let (server, _client) = pair();
+        let (ob, rx) = Outbox::new(8, Some(server), "test".into());
+        let page: Arc<str> = "x".repeat(DIRECT_MAX + 1).into();
+        ob.send(Outbound::Text(page), Duration::from_secs(1))
+            .unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Text(_))));
+        {
+            let _g = ob.lock_writes();
+            ob.taken(false);
+        }
+        ob.close(1001, "bye");
+        {
+            let _g = ob.lock_writes();
+            assert!(matches!(rx.try_recv(), Ok(Outbound::Close(..))));
+            ob.taken(true);
+        }
+        ob.send(Outbound::Static("pong"), Duration::from_secs(1))
+            .unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Static("pong"))));
     }
 }

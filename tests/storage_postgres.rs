@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use livestore_sync::storage::postgres::{PgStorage, PoolOptions};
+use livestore_sync::storage::postgres::{PgStorage, PoolOptions, SCHEMA_SQL};
 use livestore_sync::storage::{AppendError, Storage};
 use livestore_sync::sync::event::{ChainError, Event};
 use livestore_sync::sync::hub::{Hub, PushError};
@@ -175,6 +175,45 @@ fn schema_applies_twice_and_a_missing_database_is_created() {
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .unwrap();
+}
+
+#[test]
+fn a_version_1_database_loses_the_events_foreign_key() {
+    let _w = watchdog("schema v2", Duration::from_secs(30));
+    let db = TestDb::create("schema_v2");
+    let mut c = db.client();
+    // The shipped version 1 only: everything before the version 2 step.
+    let v1 = SCHEMA_SQL.split("-- Version 2").next().unwrap();
+    c.batch_execute(v1).unwrap();
+    let fks = |c: &mut postgres::Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'events'::regclass AND contype = 'f'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert_eq!(fks(&mut c), 1, "version 1 has the foreign key");
+    let st = PgStorage::connect(&db.url, &pool()).expect("schema applies over version 1");
+    assert_eq!(fks(&mut c), 0, "version 2 drops it");
+    let versions: Vec<i32> = c
+        .query("SELECT version FROM schema_version ORDER BY version", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2]);
+    // Appends still need their store row: the statement that moves the head
+    // inserts nothing for a store that was never opened.
+    assert!(st
+        .append("never-opened", 0, &batch(1, 1, "c"), SystemTime::now())
+        .is_err());
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM events", &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        0
+    );
 }
 
 #[test]

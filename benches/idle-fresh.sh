@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 
 RUNS="${RUNS:-5}"
 PG="${PG:-postgresql://postgres@127.0.0.1:5432}"
+# The server binary under test (another build, to compare two on the same day).
+SERVER="${SERVER:-target/release/livestore-sync}"
 OUT="${OUT:-target/idle-fresh-$(date +%Y%m%d-%H%M%S).jsonl}"
 SIZES="${SIZES:-1000 10000}"
 PROTOCOLS="${PROTOCOLS:-0.3 0.4}"
@@ -27,7 +29,7 @@ for n in $SIZES; do for proto in $PROTOCOLS; do for i in $(seq 1 "$RUNS"); do
   echo "== idle $n --protocol $proto (run $i/$RUNS)" >&2
   psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   LOG="$(mktemp)"
-  target/release/livestore-sync --host 127.0.0.1 --port 0 --database-url "$PG/$DB" \
+  "$SERVER" --host 127.0.0.1 --port 0 --database-url "$PG/$DB" \
     --auth-token bench-token --log-level info >"$LOG" 2>&1 &
   SERVER_PID=$!
   ADDR=""

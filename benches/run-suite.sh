@@ -7,6 +7,7 @@
 #
 #   benches/run-suite.sh                      # everything
 #   RUNS=1 SCENARIOS="push race" benches/run-suite.sh
+#   SERVER=/path/to/other/livestore-sync benches/run-suite.sh   # another build
 #
 # Needs: PostgreSQL at PG (default postgresql://postgres@127.0.0.1:5432), python3
 # for the summary. For 10,000 connections the kernel must allow more than
@@ -17,6 +18,8 @@ cd "$(dirname "$0")/.."
 
 RUNS="${RUNS:-5}"
 PG="${PG:-postgresql://postgres@127.0.0.1:5432}"
+# The server binary under test (another build, to compare two on the same day).
+SERVER="${SERVER:-target/release/livestore-sync}"
 OUT="${OUT:-target/bench-suite-$(date +%Y%m%d-%H%M%S).jsonl}"
 SCENARIOS="${SCENARIOS:-cold-pull push fan-out race reconnect-storm idle}"
 PROTOCOLS="${PROTOCOLS:-0.3 0.4}"
@@ -34,7 +37,7 @@ cleanup() {
   psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-target/release/livestore-sync --host 127.0.0.1 --port 0 --database-url "$PG/$DB" \
+"$SERVER" --host 127.0.0.1 --port 0 --database-url "$PG/$DB" \
   --auth-token bench-token --admin-secret bench-admin --log-level info >"$LOG" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
@@ -69,7 +72,7 @@ done
 kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=""
 case " $SCENARIOS " in
-  *" idle "*) OUT="$OUT" RUNS="$RUNS" PROTOCOLS="$PROTOCOLS" PG="$PG" benches/idle-fresh.sh >/dev/null ;;
+  *" idle "*) OUT="$OUT" RUNS="$RUNS" PROTOCOLS="$PROTOCOLS" PG="$PG" SERVER="$SERVER" benches/idle-fresh.sh >/dev/null ;;
 esac
 echo "results: $OUT" >&2
 python3 benches/summarize.py "$OUT"

@@ -53,14 +53,15 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Messages queued for one WebSocket's writer thread before the socket
     /// counts as too slow and is dropped (the client reconnects and pulls).
-    /// The queue's slots are allocated up front (32 bytes each), so this is
-    /// memory per socket. 64 saved 2 KiB per idle socket but dropped healthy
-    /// subscribers in a 100-subscriber fan-out on two cores (their writer
-    /// threads did not run for 64 pushes; BENCHMARKS.md). Default 128.
+    /// The queue's blocks are allocated as messages arrive, so a larger bound
+    /// costs an idle socket nothing. 64 dropped healthy subscribers in a
+    /// 100-subscriber fan-out on two cores (their writer threads did not run
+    /// for 64 pushes; BENCHMARKS.md). Default 128.
     pub outbound_queue: usize,
     /// Backlog chunks of one 0.4 pull sent ahead of the client's `Ack`s.
     /// The reference server uses 1; more hides round trips (a 10,000-event
-    /// pull: about 350k events/s at 4, 390k at 16; BENCHMARKS.md). Default 16.
+    /// pull, medians of 5: 269k events/s at 4, 309k at 16; BENCHMARKS.md,
+    /// first session). Default 16.
     pub ack_window: usize,
     /// Rows read from storage per query while serving a pull. Default 1,000.
     pub storage_read_rows: usize,
@@ -450,6 +451,19 @@ mod tests {
         let h = help_text();
         for s in settings() {
             assert!(h.contains(s.env), "{} missing from --help", s.env);
+        }
+        // Spelled out here, not taken from `settings()`: what the README's
+        // table promises a user who runs `--help`.
+        for line in [
+            "--port",
+            "PORT",
+            "default: 8000",
+            "--outbound-queue",
+            "OUTBOUND_QUEUE",
+            "default: 128",
+            "--database-url",
+        ] {
+            assert!(h.contains(line), "{line:?} missing from --help");
         }
     }
 }

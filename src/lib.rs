@@ -9,9 +9,9 @@
 //! | module | what it does | does I/O? |
 //! |---|---|---|
 //! | [`server`] | accept loop, HTTP/1.1, WebSocket reader/writer threads, shutdown | sockets |
-//! | [`protocol`] | wire codecs: query string, 0.3 messages, 0.4 Effect-RPC envelopes | no (text in, values out) |
+//! | [`protocol`] | wire codecs: query string, 0.3 messages, 0.4 Effect-RPC envelopes, server WebSocket frames | no (text in, values out) |
 //! | [`session`] | one connection's glue: decoded request → store → encoded answers | through `Outbox` and `Storage` |
-//! | [`sync`] | the core: events, per-store push/pull rules, subscriptions, outboxes | through `Storage` |
+//! | [`sync`] | the core: events, per-store push/pull rules, subscriptions, outboxes | through `Storage`; an outbox writes small replies to its socket and cuts it |
 //! | [`storage`] | the `Storage` interface and its PostgreSQL implementation | database |
 //! | [`config`] | every setting and limit, with defaults | no |
 //!

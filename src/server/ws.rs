@@ -223,7 +223,7 @@ const COALESCE: usize = 256 * 1024;
 /// given back once the queue is empty, so thousands of idle sockets stay small.
 const IDLE_BUF: usize = 1024;
 
-fn write_loop(rx: &Receiver<Outbound>, mut stream: &TcpStream, outbox: &Outbox) {
+fn write_loop(rx: &Receiver<Outbound>, stream: &TcpStream, outbox: &Outbox) {
     let mut buf: Vec<u8> = Vec::new();
     let mut closing = false;
     'outer: loop {
@@ -261,9 +261,7 @@ fn write_loop(rx: &Receiver<Outbound>, mut stream: &TcpStream, outbox: &Outbox) 
             next = rx.try_recv().ok();
         }
         if !buf.is_empty() {
-            if let Err(e) = stream.write_all(&buf) {
-                drop(guard);
-                outbox.kill(&format!("write failed: {e}"));
+            if outbox.write_locked(&guard, stream, &buf).is_err() {
                 break 'outer;
             }
             buf.clear();

@@ -3,8 +3,8 @@
 //! answers on the socket's outbox. One session type per protocol transport.
 //!
 //! Sessions do not touch sockets: they read text and write to an
-//! [`Outbox`](crate::sync::outbox::Outbox), so they run in tests with a bare
-//! channel.
+//! [`Outbox`](crate::sync::outbox::Outbox), which needs no socket (the
+//! hub's tests drive sinks over bare outboxes).
 
 pub mod v03;
 mod v04_common;

@@ -28,13 +28,9 @@ struct Sink(Arc<Outbox>);
 
 impl LiveSink for Sink {
     fn send_live(&self, batch: &LiveBatch, from: usize) -> Result<(), Gone> {
-        let text = if from == 0 {
-            batch.memo(MEMO_V03, |b| {
-                v03::pull_res(&b.events, Context::Push, &b.origin, 0)
-            })
-        } else {
-            v03::pull_res(&batch.events[from..], Context::Push, &batch.origin, 0).into()
-        };
+        let text = batch.encoded(MEMO_V03, from, |events| {
+            v03::pull_res(events, Context::Push, &batch.origin, 0)
+        });
         self.0.try_send(Outbound::Text(text))
     }
 }
@@ -140,7 +136,7 @@ impl V03Session {
         let result = self
             .store
             .push(&*self.ctx.hub.storage, request_id, batch, None, || {
-                let _ = outbox.try_send(Outbound::Text(v03::push_ack(request_id).into()));
+                let _ = outbox.try_send_text(v03::push_ack(request_id));
             });
         match result {
             Ok(()) => {}
@@ -196,7 +192,7 @@ impl V03Session {
         }
         let outbox = &self.outbox;
         let result = self.store.reset(&*self.ctx.hub.storage, || {
-            let _ = outbox.try_send(Outbound::Text(v03::admin_reset_res(request_id).into()));
+            let _ = outbox.try_send_text(v03::admin_reset_res(request_id));
         });
         match result {
             Ok(()) => log::warn!("{}: store reset by admin request", self.outbox.label),

@@ -50,8 +50,9 @@ impl Pulls {
         Some(self.0.swap_remove(i).1)
     }
 
+    /// `id` must not be open (`start_pull` ends an open stream of that id first).
     fn insert(&mut self, id: String, p: PullStream) {
-        self.remove(&id);
+        debug_assert!(self.get_mut(&id).is_none());
         self.0.reserve_exact(1);
         self.0.push((id, p));
     }
@@ -66,11 +67,9 @@ struct Sink {
 
 impl LiveSink for Sink {
     fn send_live(&self, batch: &LiveBatch, from: usize) -> Result<(), Gone> {
-        let body = if from == 0 {
-            batch.memo(MEMO_V04, |b| v04::live_values(&b.events, &b.backend_id))
-        } else {
-            v04::live_values(&batch.events[from..], &batch.backend_id).into()
-        };
+        let body = batch.encoded(MEMO_V04, from, |events| {
+            v04::live_values(events, &batch.backend_id)
+        });
         self.outbox.try_send(Outbound::Wrapped(Box::new((
             self.head.clone(),
             body,
@@ -121,10 +120,7 @@ impl V04WsSession {
             Incoming::Interrupt { request_id } => {
                 // Interrupts for finished requests (the client sends them
                 // after a push's Exit) are ignored.
-                if let Some(p) = self.pulls.remove(&request_id) {
-                    if let Some(sub) = p.sub {
-                        self.store.unsubscribe(sub);
-                    }
+                if self.end_pull(&request_id) {
                     self.reply(v04::exit_interrupted(&request_id));
                 }
             }
@@ -152,16 +148,23 @@ impl V04WsSession {
         }
     }
 
+    /// Forgets pull stream `id` and its subscription; false if it was not open.
+    fn end_pull(&mut self, id: &str) -> bool {
+        let Some(p) = self.pulls.remove(id) else {
+            return false;
+        };
+        if let Some(sub) = p.sub {
+            self.store.unsubscribe(sub);
+        }
+        true
+    }
+
     fn reply(&self, text: String) {
         let _ = self.outbox.send_text(text, self.ctx.reply_timeout());
     }
 
     fn start_pull(&mut self, id: String, p: PullPayload) {
-        if let Some(old) = self.pulls.remove(&id) {
-            if let Some(sub) = old.sub {
-                self.store.unsubscribe(sub);
-            }
-        }
+        self.end_pull(&id);
         let storage = &*self.ctx.hub.storage;
         let cursor = p.cursor.0.as_ref().map_or(0, |c| c.event_sequence_number);
         let live = p.live == Some(true);
@@ -256,9 +259,7 @@ impl V04WsSession {
                             message: e.to_string(),
                         },
                     );
-                    if let Some(sub) = self.pulls.remove(id).and_then(|p| p.sub) {
-                        self.store.unsubscribe(sub);
-                    }
+                    self.end_pull(id);
                     return self.reply(text);
                 }
             }
@@ -287,7 +288,7 @@ impl V04WsSession {
             p.batch,
             p.backend_id.0.as_deref(),
             || {
-                let _ = outbox.try_send(Outbound::Text(v04::exit_push_ok(id).into()));
+                let _ = outbox.try_send_text(v04::exit_push_ok(id));
             },
         );
         if let Err(e) = result {

@@ -19,7 +19,7 @@ use super::outbox::{Gone, Outbox};
 use crate::storage::{new_backend_id, AppendError, Storage, StorageError, StoreMeta};
 
 /// One accepted push as every subscriber receives it. Each wire codec
-/// encodes it at most once per push (see [`LiveBatch::memo`]), not once per socket.
+/// encodes it at most once per push (see [`LiveBatch::encoded`]), not once per socket.
 pub struct LiveBatch {
     /// The pusher's request id (0.3 puts it in every broadcast).
     pub origin: String,
@@ -41,9 +41,22 @@ impl LiveBatch {
         }
     }
 
-    /// The encoding in `slot`, computed by the first caller.
-    pub fn memo(&self, slot: usize, encode: impl FnOnce(&LiveBatch) -> String) -> Arc<str> {
-        self.memo[slot].get_or_init(|| encode(self).into()).clone()
+    /// The events from index `from` on, encoded by `encode`. The whole
+    /// batch (`from == 0`, the usual case) is encoded once per `slot` and
+    /// shared by every subscriber; a tail is encoded for its caller alone.
+    pub fn encoded(
+        &self,
+        slot: usize,
+        from: usize,
+        encode: impl FnOnce(&[StoredEvent]) -> String,
+    ) -> Arc<str> {
+        if from == 0 {
+            self.memo[slot]
+                .get_or_init(|| encode(&self.events).into())
+                .clone()
+        } else {
+            encode(&self.events[from..]).into()
+        }
     }
 
     pub fn last_seq(&self) -> i64 {

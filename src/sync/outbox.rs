@@ -12,9 +12,11 @@
 //! A 0.4 client reconnects and pulls what it missed (a 0.3 client does not
 //! pull again until its app reloads); everyone else is unaffected.
 //!
-//! The connection's own small replies (pongs, push answers) skip the queue
-//! when nothing is queued and the writer is not writing: the reader writes
-//! them itself ([`Outbox::send`]). That saves waking the writer thread,
+//! The connection's own small replies (pongs, refusals, admin answers) skip
+//! the queue when nothing is queued and the writer is not writing: the
+//! reader writes them itself ([`Outbox::send`]). An accepted push's ack is
+//! queued under the store's mutex, ahead of the broadcast, like any message
+//! sent under a lock. That saves waking the writer thread,
 //! which is most of what an idle socket's keepalive costs.
 //!
 //! The channel is crossbeam's unbounded (linked-blocks) flavour with the
@@ -34,11 +36,14 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::protocol::ws_frame;
 
 /// One item for the writer thread. Kept small (24 bytes): each queued
-/// message occupies one slot of this size.
+/// message occupies a channel slot of this size plus an 8-byte state word.
 #[derive(Debug)]
 pub enum Outbound {
-    /// A complete text message.
+    /// A text message shared by several sockets (a broadcast).
     Text(Arc<str>),
+    /// A text message for this socket alone (a reply, a pull page): owned,
+    /// so building it costs no second copy.
+    Owned(Box<str>),
     /// A constant text message (pongs), without an allocation.
     Static(&'static str),
     /// A text message built from a per-socket head, a body shared by every
@@ -57,6 +62,7 @@ impl Outbound {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Outbound::Text(t) => ws_frame::text(out, &[t]),
+            Outbound::Owned(t) => ws_frame::text(out, &[t]),
             Outbound::Static(t) => ws_frame::text(out, &[t]),
             Outbound::Wrapped(w) => ws_frame::text(out, &[&w.0, &w.1, w.2]),
             Outbound::Raw(bytes) => out.extend_from_slice(bytes),
@@ -69,6 +75,7 @@ impl Outbound {
     fn len(&self) -> usize {
         match self {
             Outbound::Text(t) => t.len(),
+            Outbound::Owned(t) => t.len(),
             Outbound::Static(t) => t.len(),
             Outbound::Wrapped(w) => w.0.len() + w.1.len() + w.2.len(),
             Outbound::Raw(b) => b.len(),
@@ -177,6 +184,11 @@ impl Outbox {
         while !self.reserve() {
             let mut g = self.room_lock.lock();
             self.waiting.store(true, SeqCst);
+            // Both checked under the lock that `taken` and `kill` notify
+            // under, so neither a freed slot nor a kill is missed.
+            if self.is_dead() {
+                return Err(Gone);
+            }
             if self.pending.load(SeqCst) < self.capacity {
                 continue;
             }
@@ -185,15 +197,18 @@ impl Outbox {
                 self.kill("outbound queue stayed full (client not reading)");
                 return Err(Gone);
             }
-            if self.is_dead() {
-                return Err(Gone);
-            }
         }
         self.enqueue(msg)
     }
 
     pub fn send_text(&self, text: String, timeout: Duration) -> Result<(), Gone> {
-        self.send(Outbound::Text(text.into()), timeout)
+        self.send(Outbound::Owned(text.into()), timeout)
+    }
+
+    /// [`Outbox::try_send`] for a reply queued under a store's mutex (an
+    /// accepted push's ack, ahead of its broadcast).
+    pub fn try_send_text(&self, text: String) -> Result<(), Gone> {
+        self.try_send(Outbound::Owned(text.into()))
     }
 
     /// Asks the writer to send a close frame and end the connection. If the
@@ -214,8 +229,8 @@ impl Outbox {
         }
     }
 
-    /// For the writer thread: taken before it takes messages off the queue
-    /// and held until they are written.
+    /// For the writer thread: held while it counts messages as taken
+    /// ([`Outbox::taken`]) and until they are written.
     pub fn lock_writes(&self) -> MutexGuard<'_, ()> {
         self.write_lock.lock()
     }
@@ -263,7 +278,7 @@ impl Outbox {
         if matches!(msg, Outbound::Close(..) | Outbound::Finish) {
             return None;
         }
-        let _g = self.write_lock.try_lock()?;
+        let g = self.write_lock.try_lock()?;
         // Checked again under the lock: whatever was queued before this reply
         // is written before it. After our close frame nothing may be sent.
         if self.pending.load(SeqCst) != 0 || self.closed.load(SeqCst) {
@@ -271,12 +286,20 @@ impl Outbox {
         }
         let mut buf = Vec::with_capacity(msg.len() + 10);
         msg.encode(&mut buf);
-        Some(match (&**stream).write_all(&buf) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.kill(&format!("write failed: {e}"));
-                Err(Gone)
-            }
+        Some(self.write_locked(&g, stream, &buf))
+    }
+
+    /// Writes `buf` to the socket under the write lock (`_guard` proves it is
+    /// held); a failed write kills the connection.
+    pub fn write_locked(
+        &self,
+        _guard: &MutexGuard<'_, ()>,
+        mut stream: &TcpStream,
+        buf: &[u8],
+    ) -> Result<(), Gone> {
+        stream.write_all(buf).map_err(|e| {
+            self.kill(&format!("write failed: {e}"));
+            Gone
         })
     }
 }

@@ -1,5 +1,5 @@
-//! Pull planning: the events in `(cursor, head]`, read from storage a few
-//! hundred rows at a time and cut into pages of at most 100 events and
+//! Pull planning: the events in `(cursor, head]`, read from storage
+//! `storage_read_rows` (1,000) rows at a time and cut into pages of at most 100 events and
 //! about 900 kB, each with the exact number of events still to come.
 //!
 //! The store's log is contiguous (seq_nums 1..=head, enforced by the chain
@@ -37,8 +37,8 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    /// Events with `cursor < seq_num <= head`. A negative or fractional
-    /// cursor counts from its floor (0.3 allows any JSON number).
+    /// Events with `cursor < seq_num <= head`; a negative cursor counts as 0
+    /// (a 0.3 cursor is any JSON number: see [`cursor_from_f64`]).
     pub fn new(store_id: &str, cursor: i64, head: i64, read_rows: usize) -> Backlog {
         Backlog {
             store_id: store_id.to_string(),

@@ -377,12 +377,12 @@ mod tests {
         assert_eq!(sql_literal("a'b"), "'a''b'");
     }
 
-    /// Needs PostgreSQL: `BENCH_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres`.
+    /// Needs PostgreSQL where the other tests find it: `TEST_DATABASE_URL`,
+    /// default the local server (it never skips itself).
     #[test]
-    fn pg_floors_when_a_database_is_given() {
-        let Ok(url) = std::env::var("BENCH_TEST_DATABASE_URL") else {
-            return;
-        };
+    fn pg_floors_against_a_real_database() {
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".to_string());
         let f = pg_insert_floor(&url, 3, 50, 200).unwrap();
         assert!(f.events_per_s > 0.0);
         assert_eq!(f.json["batch_commit"]["n"], 3);

@@ -251,13 +251,12 @@ fn run_inner(ctx: &Ctx, p: &Params, r: &mut Report) -> Result<(), String> {
 /// Returns the round trips, the number of failed pings, problems, and the
 /// connections (still open).
 fn ping_worker(
-    conns: Vec<Conn>,
+    mut conns: Vec<Conn>,
     start: Instant,
     end: Instant,
     interval: Duration,
     timeout: Duration,
 ) -> (Samples, u64, Vec<String>, Vec<Conn>) {
-    let mut conns = conns;
     let mut rtt = Samples::new();
     let mut failed = 0u64;
     let mut problems = Vec::new();
@@ -288,7 +287,7 @@ fn ping_worker(
             }
         }
     }
-    (rtt, failed, problems, std::mem::take(&mut conns))
+    (rtt, failed, problems, conns)
 }
 
 /// Checks that each connection received exactly the seeded events and

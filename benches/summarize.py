@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Medians (min-max) of the bench's JSON lines, one row per scenario, size and protocol.
+"""Medians (min-max) of the bench's JSON lines, one row per scenario, size and
+protocol, then the floors measured in the same runs. Lines of all the files
+given are pooled: give one file for one table.
 
-    python3 benches/summarize.py target/bench-suite-*.jsonl
+    python3 benches/summarize.py benches/results/2026-11-25-session2-suite.jsonl
 """
 import json
 import statistics
@@ -47,13 +49,35 @@ def fmt(xs):
     return f"{f(med)} ({f(min(xs))}–{f(max(xs))})" if len(xs) > 1 else f(med)
 
 
+# Floors measured next to the scenarios: label -> (path, which runs count).
+FLOORS = {
+    "PostgreSQL insert, events/s": ("floor.pg_insert.events_per_s", None),
+    "PostgreSQL insert, commit p50 ms": ("floor.pg_insert.batch_commit.p50_ms", None),
+    "COPY of 10,000 rows, ms": ("floor.pg_copy.ms", 10000),
+    "COPY of 100,000 rows, rows/s": ("floor.pg_copy.events_per_s", 100000),
+    "loopback WebSocket round trip p50 ms": ("floor.ws_loopback.round_trip.p50_ms", None),
+}
+
+
+def floors(lines):
+    print("\n### floors\n")
+    print("| floor | runs | median (min–max) |\n|---|---|---|")
+    for label, (path, rows) in FLOORS.items():
+        xs = [get(d, path) for d in lines if rows is None or get(d, "floor.pg_copy.rows") == rows]
+        xs = [x for x in xs if x is not None]
+        if xs:
+            print(f"| {label} | {len(xs)} | {fmt(xs)} |")
+
+
 def main(paths):
     groups = defaultdict(list)
+    lines = []
     for path in paths:
         for line in open(path):
             line = line.strip()
             if line.startswith("{"):
                 d = json.loads(line)
+                lines.append(d)
                 keys, _ = REPORT.get(d.get("scenario"), ([], {}))
                 size = ", ".join(f"{k} {d['params'].get(k)}" for k in keys)
                 groups[(d["scenario"], size, d.get("protocol"))].append(d)
@@ -68,6 +92,7 @@ def main(paths):
             ok = sum(1 for r in runs if r.get("ok"))
             cells = [fmt([x for x in (get(r, p) for r in runs) if x is not None]) for p in figures.values()]
             print(f"| {size} | {proto} | {len(runs)} | {ok}/{len(runs)} | " + " | ".join(cells) + " |")
+    floors(lines)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 
 pub mod capacity;
 pub mod http;
+pub mod live;
 pub mod routes;
 pub mod ws;
 
@@ -26,6 +27,7 @@ use crate::session::Ctx;
 use crate::storage::Storage;
 use crate::sync::hub::Hub;
 use http::{Conn, ReadError, Response};
+use live::Live;
 use routes::Action;
 
 /// Shared shutdown state: once triggered, the accept loop stops and
@@ -68,6 +70,7 @@ pub struct Server {
     listener: TcpListener,
     shutdown: Arc<Shutdown>,
     registry: Arc<Registry>,
+    live: Arc<Live>,
 }
 
 impl Server {
@@ -102,6 +105,7 @@ impl Server {
             listener,
             shutdown,
             registry: Arc::default(),
+            live: Arc::default(),
         }
     }
 
@@ -109,6 +113,11 @@ impl Server {
         self.listener
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    /// What is open right now (connections, WebSockets, threads).
+    pub fn live(&self) -> Arc<Live> {
+        self.live.clone()
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
@@ -167,22 +176,27 @@ impl Server {
             let stream = Arc::new(stream);
             let id = NEXT.fetch_add(1, Ordering::Relaxed);
             self.registry.conns.lock().insert(id, stream.clone());
-            let (ctx, shutdown, registry) = (
+            let (ctx, shutdown, registry, live) = (
                 self.ctx.clone(),
                 self.shutdown.clone(),
                 self.registry.clone(),
+                self.live.clone(),
             );
             let spawned = std::thread::Builder::new()
                 .name("conn".into())
                 .stack_size(limits.reader_stack)
                 .spawn(move || {
+                    let _thread = live.thread();
+                    let conn = live.connection();
                     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        serve_connection(&ctx, &stream, &peer, &shutdown)
+                        serve_connection(&ctx, &stream, &peer, &shutdown, &live)
                     }));
                     if result.is_err() {
                         log::error!("connection from {peer}: handler panicked; connection closed");
                         let _ = stream.shutdown(NetShutdown::Both);
                     }
+                    drop(conn);
+                    log::debug!("connection from {peer} ended; {}", live.counts());
                     let mut conns = registry.conns.lock();
                     conns.remove(&id);
                     if conns.is_empty() {
@@ -231,10 +245,16 @@ fn drain(registry: &Registry, grace: Duration) -> usize {
 /// One TCP connection: HTTP requests until it closes or upgrades.
 /// Plain HTTP connections are logged at debug level (health checks and
 /// 0.4 HTTP polling would flood the log); WebSockets at info (`ws.rs`).
-fn serve_connection(ctx: &Arc<Ctx>, stream: &Arc<TcpStream>, peer: &str, shutdown: &Shutdown) {
+fn serve_connection(
+    ctx: &Arc<Ctx>,
+    stream: &Arc<TcpStream>,
+    peer: &str,
+    shutdown: &Shutdown,
+    live: &Arc<Live>,
+) {
     log::debug!("http peer={peer} open");
     let mut served = 0u64;
-    let why = serve_http(ctx, stream, peer, shutdown, &mut served);
+    let why = serve_http(ctx, stream, peer, shutdown, live, &mut served);
     log::debug!("http peer={peer} closed after {served} request(s): {why}");
 }
 
@@ -243,6 +263,7 @@ fn serve_http(
     stream: &Arc<TcpStream>,
     peer: &str,
     shutdown: &Shutdown,
+    live: &Arc<Live>,
     served: &mut u64,
 ) -> &'static str {
     let limits = &ctx.config.limits;
@@ -264,7 +285,7 @@ fn serve_http(
             }
         };
         *served += 1;
-        match routes::route(ctx, &req, peer) {
+        match routes::route(ctx, &req, peer, live) {
             Action::Respond(resp) => {
                 let keep_alive = !req.close && !shutdown.is_triggered();
                 if resp.write_to(&**stream, keep_alive).is_err() {
@@ -287,7 +308,7 @@ fn serve_http(
                     key: &key,
                     leftover,
                 };
-                ws::serve(ctx, stream.clone(), upgrade, peer, shutdown);
+                ws::serve(ctx, stream.clone(), upgrade, peer, shutdown, live);
                 return "upgraded to WebSocket";
             }
         }

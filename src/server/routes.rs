@@ -5,6 +5,7 @@
 //! retry in a hot loop.
 
 use super::http::{Request, Response};
+use super::live::Live;
 use crate::protocol::query::{self, Route, SyncParams};
 use crate::session::{v04_http, Ctx};
 
@@ -18,12 +19,12 @@ pub enum Action {
     },
 }
 
-pub fn route(ctx: &Ctx, req: &Request, peer: &str) -> Action {
+pub fn route(ctx: &Ctx, req: &Request, peer: &str, live: &Live) -> Action {
     let response = match req.method.as_str() {
         "OPTIONS" => preflight(ctx, req),
         _ => match query::route(&req.path, &req.query) {
             Some(route) => return sync_request(ctx, req, route, peer),
-            None => plain(ctx, req),
+            None => plain(ctx, req, live),
         },
     };
     Action::Respond(with_cors(ctx, req, response))
@@ -84,7 +85,7 @@ fn websocket_key(req: &Request) -> Option<String> {
     .flatten()
 }
 
-fn plain(ctx: &Ctx, req: &Request) -> Response {
+fn plain(ctx: &Ctx, req: &Request, live: &Live) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET" | "HEAD", "/") => Response::json(
             200,
@@ -99,13 +100,28 @@ fn plain(ctx: &Ctx, req: &Request) -> Response {
             })
             .to_string(),
         ),
-        ("GET" | "HEAD", "/health") => match ctx.hub.storage.health() {
-            Ok(()) => Response::json(200, r#"{"status":"ok","database":"ok"}"#),
-            Err(e) => {
-                log::error!("health check failed: {e}");
-                Response::json(503, serde_json::json!({"status": "unavailable", "database": e.to_string()}).to_string())
+        ("GET" | "HEAD", "/health") => {
+            let c = live.counts();
+            let open = serde_json::json!({
+                "connections": c.connections,
+                "websockets": c.websockets,
+                "threads": c.threads,
+            });
+            match ctx.hub.storage.health() {
+                Ok(()) => Response::json(
+                    200,
+                    serde_json::json!({"status": "ok", "database": "ok", "open": open}).to_string(),
+                ),
+                Err(e) => {
+                    log::error!("health check failed: {e}");
+                    Response::json(
+                        503,
+                        serde_json::json!({"status": "unavailable", "database": e.to_string(), "open": open})
+                            .to_string(),
+                    )
+                }
             }
-        },
+        }
         _ => Response::text(404, "Not found"),
     }
 }

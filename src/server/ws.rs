@@ -21,6 +21,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::http::Response;
+use super::live::Live;
 use super::Shutdown as ServerShutdown;
 use crate::protocol::query::Route;
 use crate::session::{v03::V03Session, v04_ws::V04WsSession, Ctx};
@@ -60,6 +61,7 @@ pub fn serve(
     upgrade: Upgrade<'_>,
     peer: &str,
     shutdown: &ServerShutdown,
+    live: &Arc<Live>,
 ) {
     let Upgrade {
         route,
@@ -94,13 +96,18 @@ pub fn serve(
         return;
     }
     log::info!("{label} open");
+    let _websocket = live.websocket();
 
     let writer_stream = stream.clone();
     let writer_outbox = outbox.clone();
+    let writer_live = live.clone();
     let writer = std::thread::Builder::new()
         .name("ws-writer".into())
         .stack_size(limits.writer_stack)
-        .spawn(move || write_loop(&rx, &writer_stream, &writer_outbox));
+        .spawn(move || {
+            let _thread = writer_live.thread();
+            write_loop(&rx, &writer_stream, &writer_outbox)
+        });
     let writer = match writer {
         Ok(w) => w,
         Err(e) => {
@@ -130,12 +137,9 @@ pub fn serve(
     if shutdown.is_triggered() {
         outbox.close(1001, "server shutting down");
     }
-    if outbox
-        .send(Outbound::Finish, Duration::from_secs(1))
-        .is_err()
-    {
-        let _ = stream.shutdown(Shutdown::Both);
-    }
+    // The writer ends after what is queued (bounded by the write timeout),
+    // at once if the socket is dead.
+    outbox.finish();
     let _ = writer.join();
     log::info!("{label} closed: {why}");
 }
@@ -238,6 +242,10 @@ fn write_loop(rx: &Receiver<Outbound>, stream: &TcpStream, outbox: &Outbox) {
                 Err(_) => break,
             }
         };
+        // A dead socket (killed, or a write failed) takes no more writes.
+        if outbox.is_dead() {
+            break;
+        }
         // Held until the batch is written: a reply the reader writes itself
         // (see `Outbox::send`) never jumps ahead of messages taken here.
         let guard = outbox.lock_writes();

@@ -224,9 +224,27 @@ impl Outbox {
             if let Some(s) = &self.stream {
                 let _ = s.shutdown(Shutdown::Both);
             }
+            // An idle writer sleeps in `recv`, and its own `Arc<Outbox>` keeps
+            // the channel open: wake it (it sees `dead` and ends). Not counted
+            // against the bound, so a full queue cannot refuse it.
+            self.push_finish();
             let _g = self.room_lock.lock();
             self.room.notify_all();
         }
+    }
+
+    /// Tells the writer that the reader is done: it writes what is queued
+    /// (unless the socket is dead) and ends. Never refused, whether the queue
+    /// is full or the socket already dead, so the writer always ends and can
+    /// be joined.
+    pub fn finish(&self) {
+        self.push_finish();
+    }
+
+    fn push_finish(&self) {
+        // Counted like any message, so the writer's `taken` stays balanced.
+        self.pending.fetch_add(1, SeqCst);
+        let _ = self.tx.send(Outbound::Finish);
     }
 
     /// For the writer thread: held while it counts messages as taken
@@ -325,6 +343,37 @@ mod tests {
         // Nothing more is accepted, even after the queue drains.
         rx.try_recv().unwrap();
         assert_eq!(ob.try_send(Outbound::Finish), Err(Gone));
+    }
+
+    #[test]
+    fn a_kill_wakes_an_idle_writer() {
+        // The writer holds an `Arc<Outbox>`, so the channel never
+        // disconnects: a kill must put something in it (issue: a failed
+        // direct reply left the writer in `recv` forever).
+        let (ob, rx) = Outbox::new(2, None, "test".into());
+        let writer = {
+            let ob = ob.clone();
+            std::thread::spawn(move || {
+                let m = rx.recv_timeout(Duration::from_secs(10));
+                (m.is_ok(), ob.is_dead())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        ob.kill("test");
+        assert_eq!(writer.join().unwrap(), (true, true));
+    }
+
+    #[test]
+    fn finish_is_queued_even_when_full_or_dead() {
+        let (ob, rx) = Outbox::new(1, None, "test".into());
+        ob.try_send(Outbound::Static("a")).unwrap();
+        ob.finish();
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Static("a"))));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Finish)));
+        ob.kill("test");
+        while rx.try_recv().is_ok() {}
+        ob.finish();
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Finish)));
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub fn thread_count(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Open file descriptors of a process (entries of /proc/<pid>/fd).
+pub fn fd_count(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
 /// Number of memory mappings of a process (lines of /proc/<pid>/maps); the
 /// kernel refuses new ones past `vm.max_map_count`, and every thread costs
 /// a few (stack, guard page, signal stack).

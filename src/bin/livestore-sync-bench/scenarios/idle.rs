@@ -91,9 +91,11 @@ pub fn run(ctx: &Ctx, p: &Params) -> Report {
     if ctx.server_pid.is_none() {
         r.note("no --server-pid: server RSS and CPU not measured");
     }
+    let before = super::server_threads_fds(ctx);
     if let Err(e) = run_inner(ctx, p, &mut r) {
         r.fail(e);
     }
+    super::report_leftovers(ctx, &mut r, before);
     r
 }
 

@@ -39,6 +39,41 @@ impl Ctx {
     }
 }
 
+/// The server's thread count and open descriptors, when its pid is known.
+pub fn server_threads_fds(ctx: &Ctx) -> Option<(u64, u64)> {
+    let pid = ctx.server_pid?;
+    Some((util::thread_count(pid)?, util::fd_count(pid)?))
+}
+
+/// After every client of a scenario has gone: waits up to 10 s for the
+/// server's thread count to come back to `before`, then reports threads and
+/// descriptors before and after. Threads that stay are connections that
+/// never ended (a leak), so they fail the run. Descriptors are reported
+/// only: the database pool may have grown meanwhile.
+pub fn report_leftovers(ctx: &Ctx, r: &mut crate::report::Report, before: Option<(u64, u64)>) {
+    let Some((threads0, fds0)) = before else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = server_threads_fds(ctx);
+    while after.is_some_and(|(t, _)| t > threads0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = server_threads_fds(ctx);
+    }
+    r.result("server_threads_before_clients", threads0);
+    r.result("server_fds_before_clients", fds0);
+    r.result("server_threads_after_clients_left", after.map(|a| a.0));
+    r.result("server_fds_after_clients_left", after.map(|a| a.1));
+    if let Some((threads1, _)) = after {
+        r.check(threads1 <= threads0, || {
+            format!(
+                "the server kept {} threads after every client left",
+                threads1 - threads0
+            )
+        });
+    }
+}
+
 /// tungstenite read buffer of an ordinary bench connection.
 pub const READ_BUF: usize = 64 * 1024;
 /// Read buffer for scenarios that open thousands of connections.

@@ -65,9 +65,11 @@ pub fn run(ctx: &Ctx, p: &Params) -> Report {
     r.param("concurrency", p.concurrency);
     let store = ctx.store_id("storm");
     r.param("store_id", store.as_str());
+    let before = super::server_threads_fds(ctx);
     if let Err(e) = run_inner(ctx, p, &store, &mut r) {
         r.fail(e);
     }
+    super::report_leftovers(ctx, &mut r, before);
     r
 }
 

@@ -58,6 +58,22 @@ pub struct Limits {
     /// 100-subscriber fan-out on two cores (their writer threads did not run
     /// for 64 pushes; BENCHMARKS.md). Default 128.
     pub outbound_queue: usize,
+    /// Bytes queued for one WebSocket's writer before the socket counts as
+    /// too slow (broadcasts) or its own reply waits (pull pages). A single
+    /// larger message is still taken when nothing else is queued. Without
+    /// it, a 0.3 pull could queue 128 pages of ~900 kB. Default 16 MiB.
+    pub max_queued_bytes: usize,
+    /// Live batches one subscription holds (estimated JSON bytes) while its
+    /// pull answer is being sent (a 0.4 client that stops sending `Ack`s
+    /// stays there); past it they are dropped and read from the log when
+    /// the answer ends. Default 4 MiB.
+    pub max_held_bytes: usize,
+    /// Store entries kept in memory; past it, entries no socket uses are
+    /// forgotten (reloaded from storage on next use). Default 10,000.
+    pub max_stores: usize,
+    /// Open 0.4 pull streams per WebSocket; one more is answered with a
+    /// per-request failure. Real clients keep one or two. Default 8.
+    pub max_pull_streams: usize,
     /// Backlog chunks of one 0.4 pull sent ahead of the client's `Ack`s.
     /// The reference server uses 1; more hides round trips (a 10,000-event
     /// pull, medians of 5: 269k events/s at 4, 309k at 16; BENCHMARKS.md,
@@ -94,6 +110,10 @@ impl Default for Limits {
             max_connections: 20_000,
             max_message_bytes: 32 * 1024 * 1024,
             outbound_queue: 128,
+            max_queued_bytes: 16 << 20,
+            max_held_bytes: 4 << 20,
+            max_stores: 10_000,
+            max_pull_streams: 8,
             ack_window: 16,
             storage_read_rows: 1000,
             reader_stack: 256 * 1024,

@@ -4,22 +4,25 @@
 //! protocols: 0.3 (`makeCfSync`, WebSocket) and 0.4 (`makeWsSync` over
 //! WebSocket, `makeHttpSync` over HTTP). The event log lives in PostgreSQL.
 //!
-//! Where things are, from the wire inwards:
+//! Where things are, from the wire inwards. Each room uses only rooms below
+//! it (checked by `tests/architecture.rs`):
 //!
-//! | module | what it does | does I/O? |
-//! |---|---|---|
-//! | [`server`] | accept loop, HTTP/1.1, WebSocket reader/writer threads, shutdown | sockets |
-//! | [`protocol`] | wire codecs: query string, 0.3 messages, 0.4 Effect-RPC envelopes, server WebSocket frames | no (text in, values out) |
-//! | [`session`] | one connection's glue: decoded request → store → encoded answers | through `Outbox` and `Storage` |
-//! | [`sync`] | the core: events, per-store push/pull rules, subscriptions, outboxes | through `Storage`; an outbox writes small replies to its socket and cuts it |
-//! | [`storage`] | the `Storage` interface and its PostgreSQL implementation | database |
-//! | [`config`] | every setting and limit, with defaults | no |
+//! | module | what it does | may use | does I/O? |
+//! |---|---|---|---|
+//! | [`server`] | accept loop, HTTP/1.1, WebSocket reader/writer threads, the socket queue, shutdown | everything below | sockets |
+//! | [`session`] | one connection's protocol state: decoded request → store → encoded answers | protocol, sync, storage, model | no (through a `Sink`) |
+//! | [`protocol`] | wire codecs: query string, 0.3 messages, 0.4 Effect-RPC envelopes, JSON writers, server WebSocket frames | model | no |
+//! | [`sync`] | the core: stores, push/pull rules, subscriptions, the `Sink` a socket offers | storage, model | through `Storage` |
+//! | [`storage`] | the `Storage` interface and its PostgreSQL implementation | model | database |
+//! | [`model`] | events, store metadata, the chain and page rules | nothing | no |
+//! | [`config`], [`logger`], [`timefmt`] | settings and limits, the log line format, timestamps | nothing (`logger`: `timefmt`) | no |
 //!
 //! The design and its reasons are in `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod logger;
+pub mod model;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
+use livestore_sync::model::{ChainError, Event, StoredEvent};
 use livestore_sync::storage::postgres::{PgStorage, PoolOptions, SCHEMA_SQL};
 use livestore_sync::storage::{AppendError, Storage};
-use livestore_sync::sync::event::{ChainError, Event};
-use livestore_sync::sync::hub::{Hub, PushError};
+use livestore_sync::sync::hub::Hub;
+use livestore_sync::sync::store::PushError;
+use livestore_sync::sync::Limits;
 
 fn pool() -> PoolOptions {
     PoolOptions {
@@ -63,18 +65,19 @@ fn a_second_instance_with_a_stale_head_gets_a_conflict_not_a_fork() {
 fn two_hubs_on_one_database_never_fork_and_the_stale_one_catches_up() {
     let _w = watchdog("two_hubs", Duration::from_secs(30));
     let db = TestDb::create("storage_hubs");
-    let h1 = Hub::new(Arc::new(PgStorage::connect(&db.url, &pool()).unwrap()));
-    let h2 = Hub::new(Arc::new(PgStorage::connect(&db.url, &pool()).unwrap()));
+    let hub = || {
+        let storage = PgStorage::connect(&db.url, &pool()).unwrap();
+        Hub::new(Arc::new(storage), Limits::default())
+    };
+    let (h1, h2) = (hub(), hub());
     let (s1, s2) = (h1.store("s"), h2.store("s"));
     // Both load head 0 into memory.
-    assert_eq!(s1.meta(&*h1.storage).unwrap().head, 0);
-    assert_eq!(s2.meta(&*h2.storage).unwrap().head, 0);
-    s1.push(&*h1.storage, "p1", batch(1, 2, "A"), None, || {})
-        .unwrap();
+    assert_eq!(s1.meta().unwrap().head, 0);
+    assert_eq!(s2.meta().unwrap().head, 0);
+    s1.push("p1", batch(1, 2, "A"), None, || {}).unwrap();
+    // A push on the stale head (parent 0) is refused: no fork.
     let err = s2
-        .push(&*h2.storage, "p2", batch(1, 1, "B"), None, || {
-            panic!("must not ack")
-        })
+        .push("p2", batch(1, 1, "B"), None, || panic!("must not ack"))
         .unwrap_err();
     assert!(
         matches!(
@@ -83,15 +86,22 @@ fn two_hubs_on_one_database_never_fork_and_the_stale_one_catches_up() {
         ),
         "{err:?}"
     );
-    // The refusal refreshed instance two's head: a push on top of it works.
-    s2.push(&*h2.storage, "p3", batch(3, 1, "B"), None, || {})
-        .unwrap();
+    // A push on the head instance one moved (parent 2, ahead of what
+    // instance two had cached) is accepted: two reads the head from
+    // storage before judging it. (It used to be refused with "Invalid
+    // parent event number".)
+    s1.push("p3", batch(3, 1, "A"), None, || {}).unwrap();
+    s2.push("p4", batch(4, 1, "B"), None, || {}).unwrap();
     let n: i64 = db
         .client()
         .query_one("SELECT count(*) FROM events", &[])
         .unwrap()
         .get(0);
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
+    // Instance one learns of it from the log.
+    s1.appended_elsewhere(4, "p4").unwrap();
+    assert_eq!(s1.meta().unwrap().head, 4);
+    s1.push("p5", batch(5, 1, "A"), None, || {}).unwrap();
 }
 
 #[test]
@@ -135,9 +145,7 @@ fn reads_are_bounded_and_reset_wipes_the_store() {
         .unwrap();
     st.append("t", 0, &batch(1, 2, "A"), SystemTime::now())
         .unwrap();
-    let seqs = |v: Vec<livestore_sync::sync::event::StoredEvent>| {
-        v.iter().map(|e| e.event.seq_num).collect::<Vec<_>>()
-    };
+    let seqs = |v: Vec<StoredEvent>| v.iter().map(|e| e.event.seq_num).collect::<Vec<_>>();
     assert_eq!(seqs(st.read("s", 3, 8, 3).unwrap()), vec![4, 5, 6]);
     assert_eq!(seqs(st.read("s", 8, 20, 100).unwrap()), vec![9, 10]);
     st.reset("s", "NEW").unwrap();

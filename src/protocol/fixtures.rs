@@ -17,12 +17,12 @@ pub fn frames(file: &str, dir: &str) -> Vec<String> {
 
 /// The events of a captured page (`batch` of a 0.3 `PullRes` or a 0.4
 /// `PullResponse`), with the `createdAt` the reference server gave them.
-pub fn stored_events(batch: &serde_json::Value) -> Vec<crate::sync::event::StoredEvent> {
+pub fn stored_events(batch: &serde_json::Value) -> Vec<crate::model::StoredEvent> {
     batch
         .as_array()
         .expect("batch is an array")
         .iter()
-        .map(|item| crate::sync::event::StoredEvent {
+        .map(|item| crate::model::StoredEvent {
             event: serde_json::from_str(&item["eventEncoded"].to_string()).expect("event"),
             created_at: crate::timefmt::parse_iso8601(
                 item["metadata"]["value"]["createdAt"]

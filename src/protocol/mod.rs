@@ -3,7 +3,10 @@
 //! in, decoded requests out; values in, frames out. Unit-tested on frames
 //! captured between the real clients and the reference server
 //! (`tests/fixtures/frames/`).
+//!
+//! Uses only the leaf model (`crate::model`) and `crate::timefmt`.
 
+pub mod json;
 pub mod query;
 pub mod v03;
 pub mod v04;

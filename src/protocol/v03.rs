@@ -7,8 +7,8 @@
 
 use serde::Deserialize;
 
-use crate::sync::event::{push_json_str, Event, StoredEvent};
-use crate::timefmt::IsoCache;
+use super::json::{push_json_str, write_encoded_events, Metadata};
+use crate::model::{Event, StoredEvent};
 
 /// A decoded client message.
 #[derive(Debug, PartialEq)]
@@ -85,6 +85,18 @@ pub fn decode(text: &str) -> Option<Request> {
     })
 }
 
+/// A 0.3 cursor is any JSON number: events strictly greater than it are
+/// wanted, so a fractional cursor counts from its floor.
+pub fn cursor_from_f64(c: f64) -> i64 {
+    if c.is_nan() || c < 0.0 {
+        0
+    } else if c >= i64::MAX as f64 {
+        i64::MAX
+    } else {
+        c.floor() as i64
+    }
+}
+
 /// Which request a `PullRes` answers: a pull page, or a broadcast caused by a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Context {
@@ -101,17 +113,7 @@ pub fn pull_res(
 ) -> String {
     let mut out = String::with_capacity(96 + events.len() * 320);
     out.push_str("{\"_tag\":\"WSMessage.PullRes\",\"batch\":[");
-    let mut stamps = IsoCache::default();
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"eventEncoded\":");
-        e.event.write_json(&mut out);
-        out.push_str(",\"metadata\":{\"_tag\":\"Some\",\"value\":{\"createdAt\":\"");
-        stamps.push(&mut out, e.created_at);
-        out.push_str("\"}}}");
-    }
+    write_encoded_events(&mut out, events, Metadata::Plain);
     out.push_str("],\"requestId\":{\"context\":");
     out.push_str(match context {
         Context::Pull => "\"pull\"",
@@ -166,6 +168,15 @@ pub fn admin_info_res(request_id: &str, info: &serde_json::Value) -> String {
 mod tests {
     use super::*;
     use crate::protocol::fixtures::{frames, stored_events};
+
+    #[test]
+    fn cursors_from_json_numbers() {
+        assert_eq!(cursor_from_f64(2.5), 2);
+        assert_eq!(cursor_from_f64(-3.0), 0);
+        assert_eq!(cursor_from_f64(7.0), 7);
+        assert_eq!(cursor_from_f64(f64::NAN), 0);
+        assert_eq!(cursor_from_f64(1e300), i64::MAX);
+    }
 
     #[test]
     fn every_captured_client_frame_decodes() {

@@ -10,9 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::sync::event::{push_int, push_json_str, Event, StoredEvent};
-use crate::sync::pull::{PAGE_BYTES, PAGE_EVENTS};
-use crate::timefmt::IsoCache;
+use super::json::{push_int, push_json_str, write_encoded_events, Metadata};
+use crate::model::{page_len, Event, StoredEvent};
 
 /// A decoded envelope from the client.
 #[derive(Debug)]
@@ -184,17 +183,7 @@ pub fn write_pull_response(
     backend_id: &str,
 ) {
     out.push_str("{\"batch\":[");
-    let mut stamps = IsoCache::default();
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"eventEncoded\":");
-        e.event.write_json(out);
-        out.push_str(",\"metadata\":{\"_tag\":\"Some\",\"value\":{\"_tag\":\"SyncMessage.SyncMetadata\",\"createdAt\":\"");
-        stamps.push(out, e.created_at);
-        out.push_str("\"}}}");
-    }
+    write_encoded_events(out, events, Metadata::Tagged);
     out.push_str("],\"pageInfo\":");
     match info {
         PageInfo::MoreKnown(n) => {
@@ -212,10 +201,14 @@ pub fn write_pull_response(
 /// The head of a `Chunk` for `request_id`, up to the opening `[` of `values`.
 pub fn chunk_head(request_id: &str) -> String {
     let mut out = String::with_capacity(48 + request_id.len());
-    out.push_str("{\"_tag\":\"Chunk\",\"requestId\":");
-    push_json_str(&mut out, request_id);
-    out.push_str(",\"values\":[");
+    write_chunk_head(&mut out, request_id);
     out
+}
+
+fn write_chunk_head(out: &mut String, request_id: &str) {
+    out.push_str("{\"_tag\":\"Chunk\",\"requestId\":");
+    push_json_str(out, request_id);
+    out.push_str(",\"values\":[");
 }
 
 /// Closes what [`chunk_head`] opened.
@@ -223,10 +216,23 @@ pub const CHUNK_TAIL: &str = "]}";
 
 /// A `Chunk` with one `PullResponse`.
 pub fn chunk(request_id: &str, events: &[StoredEvent], info: PageInfo, backend_id: &str) -> String {
-    let mut out = chunk_head(request_id);
-    write_pull_response(&mut out, events, info, backend_id);
-    out.push_str(CHUNK_TAIL);
+    let mut out = String::with_capacity(160 + events.len() * 340);
+    write_chunk(&mut out, request_id, events, info, backend_id);
     out
+}
+
+/// Appends a `Chunk` with one `PullResponse` (an HTTP answer is built in
+/// one buffer this way).
+pub fn write_chunk(
+    out: &mut String,
+    request_id: &str,
+    events: &[StoredEvent],
+    info: PageInfo,
+    backend_id: &str,
+) {
+    write_chunk_head(out, request_id);
+    write_pull_response(out, events, info, backend_id);
+    out.push_str(CHUNK_TAIL);
 }
 
 /// The `values` of a live chunk for an accepted push (without the brackets):
@@ -236,16 +242,7 @@ pub fn live_values(events: &[StoredEvent], backend_id: &str) -> String {
     let mut out = String::with_capacity(64 + events.len() * 340);
     let mut start = 0;
     while start < events.len() {
-        let mut end = start;
-        let mut bytes = 0;
-        while end < events.len() && end - start < PAGE_EVENTS {
-            let size = events[end].event.json_len_estimate();
-            if end > start && bytes + size > PAGE_BYTES {
-                break;
-            }
-            bytes += size;
-            end += 1;
-        }
+        let end = start + page_len(&events[start..]);
         if start > 0 {
             out.push(',');
         }
@@ -514,7 +511,7 @@ mod tests {
     fn live_values_split_big_batches() {
         let events: Vec<StoredEvent> = (1..=250)
             .map(|i| StoredEvent {
-                event: crate::sync::event::ev(i, "{}"),
+                event: crate::model::ev(i, "{}"),
                 created_at: std::time::SystemTime::UNIX_EPOCH,
             })
             .collect();

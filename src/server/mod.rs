@@ -10,6 +10,7 @@
 pub mod capacity;
 pub mod http;
 pub mod live;
+pub mod outbox;
 pub mod routes;
 pub mod ws;
 
@@ -23,12 +24,39 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::Config;
-use crate::session::Ctx;
+use crate::session::Env;
 use crate::storage::Storage;
 use crate::sync::hub::Hub;
 use http::{Conn, ReadError, Response};
 use live::Live;
 use routes::Action;
+
+/// What every connection needs: the sessions' environment and the settings.
+pub struct Ctx {
+    pub env: Arc<Env>,
+    pub config: Config,
+}
+
+impl Ctx {
+    fn new(storage: Arc<dyn Storage>, config: Config) -> Arc<Ctx> {
+        let l = &config.limits;
+        let core = crate::sync::Limits {
+            read_rows: l.storage_read_rows,
+            max_held_bytes: l.max_held_bytes,
+            max_stores: l.max_stores,
+        };
+        let env = Env {
+            hub: Hub::new(storage, core),
+            admin_secret: config.admin_secret.clone(),
+            ack_window: l.ack_window,
+            max_pull_streams: l.max_pull_streams,
+        };
+        Arc::new(Ctx {
+            env: Arc::new(env),
+            config,
+        })
+    }
+}
 
 /// Shared shutdown state: once triggered, the accept loop stops and
 /// connections end after their current request.
@@ -101,7 +129,7 @@ impl Server {
             wake_addr,
         });
         Server {
-            ctx: Ctx::new(Hub::new(storage), config),
+            ctx: Ctx::new(storage, config),
             listener,
             shutdown,
             registry: Arc::default(),

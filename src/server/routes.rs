@@ -6,8 +6,9 @@
 
 use super::http::{Request, Response};
 use super::live::Live;
+use super::Ctx;
 use crate::protocol::query::{self, Route, SyncParams};
-use crate::session::{v04_http, Ctx};
+use crate::session::v04_http;
 
 /// The outcome of routing one request.
 pub enum Action {
@@ -58,7 +59,7 @@ fn sync_request(ctx: &Ctx, req: &Request, route: Route, peer: &str) -> Action {
         },
         Route::V04Http if req.method == "POST" => {
             let label = format!("http store={} peer={peer}", params.store_id);
-            match v04_http::handle(ctx, &params.store_id, &req.body, &label) {
+            match v04_http::handle(&ctx.env, &params.store_id, &req.body, &label) {
                 Ok(json) => Response::json(200, json),
                 Err(v04_http::NotARequest) => {
                     Response::text(400, "The body must be one JSON RPC Request")
@@ -107,7 +108,7 @@ fn plain(ctx: &Ctx, req: &Request, live: &Live) -> Response {
                 "websockets": c.websockets,
                 "threads": c.threads,
             });
-            match ctx.hub.storage.health() {
+            match ctx.env.hub.health() {
                 Ok(()) => Response::json(
                     200,
                     serde_json::json!({"status": "ok", "database": "ok", "open": open}).to_string(),

@@ -22,10 +22,11 @@ use tungstenite::{Message, WebSocket};
 
 use super::http::Response;
 use super::live::Live;
-use super::Shutdown as ServerShutdown;
+use super::outbox::{Outbound, Outbox, QueueLimits};
+use super::{Ctx, Shutdown as ServerShutdown};
 use crate::protocol::query::Route;
-use crate::session::{v03::V03Session, v04_ws::V04WsSession, Ctx};
-use crate::sync::outbox::{Outbound, Outbox};
+use crate::session::{v03::V03Session, v04_ws::V04WsSession};
+use crate::sync::sink::Sink;
 
 /// How long the writer waits for the client's close reply after sending a close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -72,14 +73,21 @@ pub fn serve(
     let limits = &ctx.config.limits;
     let proto = if route == Route::V03 { "0.3" } else { "0.4" };
     let label = format!("ws store={store_id:?} peer={peer} proto={proto}");
-    let (outbox, rx) = Outbox::new(limits.outbound_queue, Some(stream.clone()), label);
+    let queue = QueueLimits {
+        capacity: limits.outbound_queue,
+        max_bytes: limits.max_queued_bytes,
+        reply_timeout: limits.write_timeout,
+    };
+    let (outbox, rx) = Outbox::new(queue, Some(stream.clone()), label);
     let label = &outbox.label;
+    let sink: Arc<dyn Sink> = outbox.clone();
 
     // Open the session before answering 101, so a database failure is a 503
     // the client retries with backoff, not an accepted-then-closed socket.
+    let env = ctx.env.clone();
     let opened = match route {
-        Route::V03 => V03Session::open(ctx.clone(), store_id, outbox.clone()).map(Session::V03),
-        _ => V04WsSession::open(ctx.clone(), store_id, outbox.clone()).map(Session::V04),
+        Route::V03 => V03Session::open(env, store_id, sink).map(Session::V03),
+        _ => V04WsSession::open(env, store_id, sink).map(Session::V04),
     };
     let mut session = match opened {
         Ok(s) => s,
@@ -252,7 +260,7 @@ fn write_loop(rx: &Receiver<Outbound>, stream: &TcpStream, outbox: &Outbox) {
         let mut next = Some(first);
         let mut finish = false;
         while let Some(msg) = next.take() {
-            outbox.taken(matches!(msg, Outbound::Close(..)));
+            outbox.taken(&msg);
             match msg {
                 Outbound::Finish => finish = true,
                 // After our close frame, nothing else may be sent.

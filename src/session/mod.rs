@@ -1,39 +1,52 @@
-//! Per-connection glue between a wire codec (`crate::protocol`) and the sync
-//! core (`crate::sync`): decode a frame, apply it to the store, queue the
-//! answers on the socket's outbox. One session type per protocol transport.
+//! Per-connection protocol state machines, sans-IO: text in (a decoded
+//! frame or an HTTP body), store calls, text out through a
+//! [`Sink`](crate::sync::sink::Sink). One session type per protocol
+//! transport. They never touch a socket, so each state is unit-tested with a
+//! recording sink over in-memory storage (`sync::testing`).
 //!
-//! Sessions do not touch sockets: they read text and write to an
-//! [`Outbox`](crate::sync::outbox::Outbox), which needs no socket (the
-//! hub's tests drive sinks over bare outboxes).
+//! Uses the protocol codecs, the sync core and the model; the server gives
+//! each connection its session.
 
 pub mod v03;
 mod v04_common;
 pub mod v04_http;
 pub mod v04_ws;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use crate::config::Config;
 use crate::sync::hub::Hub;
 
-/// What every session needs: the stores and the settings.
-pub struct Ctx {
+/// What every session needs: the stores and the session settings.
+pub struct Env {
     pub hub: Hub,
-    pub config: Config,
+    /// Secret for 0.3 admin messages.
+    pub admin_secret: String,
+    /// Backlog chunks of one 0.4 pull sent ahead of the client's `Ack`s.
+    pub ack_window: usize,
+    /// Open 0.4 pull streams per socket; one more is refused.
+    pub max_pull_streams: usize,
 }
 
-impl Ctx {
-    pub fn new(hub: Hub, config: Config) -> Arc<Ctx> {
-        Arc::new(Ctx { hub, config })
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use super::Env;
+    use crate::sync::hub::Hub;
+    use crate::sync::testing::MemStorage;
+    use crate::sync::Limits;
+
+    pub const ADMIN: &str = "admin";
+
+    /// An environment over `storage` with the default limits.
+    pub fn env(storage: MemStorage) -> Arc<Env> {
+        env_with(Arc::new(storage), Limits::default(), 16)
     }
 
-    /// How long a connection's own reply may wait for room in its queue.
-    pub fn reply_timeout(&self) -> Duration {
-        self.config.limits.write_timeout
+    pub fn env_with(storage: Arc<MemStorage>, limits: Limits, ack_window: usize) -> Arc<Env> {
+        Arc::new(Env {
+            hub: Hub::new(storage, limits),
+            admin_secret: ADMIN.into(),
+            ack_window,
+            max_pull_streams: 4,
+        })
     }
 }
-
-/// Memo slot of each wire generation in [`crate::sync::hub::LiveBatch`].
-pub(crate) const MEMO_V03: usize = 0;
-pub(crate) const MEMO_V04: usize = 1;

@@ -2,57 +2,60 @@
 //!
 //! Every socket of a store receives every push as a `PullRes` with context
 //! `push`, from the moment it connects (the client stashes broadcasts that
-//! arrive before its pull answer). A `PullReq` puts the socket's
-//! subscription back into the backlog phase: the pages go out back to back,
-//! and broadcasts wait until the last one is out.
+//! arrive before its pull answer). A `PullReq` replaces the socket's
+//! subscription with a live pull from the cursor: its pages go out back to
+//! back, and broadcasts wait until the last one is out. A pull that fails
+//! part-way closes the socket (1011), so the client reconnects and pulls
+//! again instead of going on with a gap.
 
 use std::sync::Arc;
 
-use super::{Ctx, MEMO_V03};
+use super::Env;
 use crate::protocol::query::ct_eq;
-use crate::protocol::v03::{self, Context, Request};
+use crate::protocol::v03::{self, cursor_from_f64, Context, Request};
 use crate::storage::StorageError;
-use crate::sync::hub::{LiveBatch, LiveSink, PushError, Store, SubId};
-use crate::sync::outbox::{Gone, Outbound, Outbox};
-use crate::sync::pull::{cursor_from_f64, Backlog};
+use crate::sync::pull::{Progress, Pull, PullError, PullRefused};
+use crate::sync::sink::{Gone, Msg, Sink};
+use crate::sync::store::{Attachment, Format, LiveBatch, LiveSink, PushError, Store};
 
 pub struct V03Session {
-    ctx: Arc<Ctx>,
+    env: Arc<Env>,
     store: Arc<Store>,
-    outbox: Arc<Outbox>,
-    sub: SubId,
+    sink: Arc<dyn Sink>,
+    /// The socket's subscription: live from the start, replaced by each pull.
+    pull: Option<Pull>,
+    /// Dropped last: detaches the socket from the store.
+    _attached: Attachment,
 }
 
 /// Broadcasts for a 0.3 socket: one frame per push, shared by all 0.3 sockets.
-struct Sink(Arc<Outbox>);
+struct Live(Arc<dyn Sink>);
 
-impl LiveSink for Sink {
+impl LiveSink for Live {
     fn send_live(&self, batch: &LiveBatch, from: usize) -> Result<(), Gone> {
-        let text = batch.encoded(MEMO_V03, from, |events| {
+        let text = batch.encoded(Format::V03, from, |events| {
             v03::pull_res(events, Context::Push, &batch.origin, 0)
         });
-        self.0.try_send(Outbound::Text(text))
+        self.0.try_send(Msg::Shared(text))
     }
 }
 
 impl V03Session {
     /// Attaches the socket to its store and subscribes it to broadcasts.
     pub fn open(
-        ctx: Arc<Ctx>,
+        env: Arc<Env>,
         store_id: &str,
-        outbox: Arc<Outbox>,
+        sink: Arc<dyn Sink>,
     ) -> Result<V03Session, StorageError> {
-        let store = ctx.hub.store(store_id);
-        let storage = &*ctx.hub.storage;
-        store.attach(&outbox, storage)?;
-        let subscribed =
-            store.subscribe(outbox.id(), Arc::new(Sink(outbox.clone())), None, storage);
-        let (sub, _) = subscribed.inspect_err(|_| store.detach(outbox.id()))?;
+        let store = env.hub.store(store_id);
+        let attached = store.attach(sink.clone())?;
+        let follow = store.follow(sink.id(), Arc::new(Live(sink.clone())))?;
         Ok(V03Session {
-            ctx,
+            env,
             store,
-            outbox,
-            sub,
+            sink,
+            pull: Some(follow),
+            _attached: attached,
         })
     }
 
@@ -61,16 +64,14 @@ impl V03Session {
         let Some(request) = v03::decode(text) else {
             log::debug!(
                 "{}: ignored undecodable frame ({} bytes)",
-                self.outbox.label,
+                self.sink.label(),
                 text.len()
             );
             return;
         };
         match request {
             Request::Ping => {
-                let _ = self
-                    .outbox
-                    .send(Outbound::Static(v03::PONG), self.ctx.reply_timeout());
+                let _ = self.sink.send(Msg::Static(v03::PONG));
             }
             Request::Pull { request_id, cursor } => {
                 self.pull(&request_id, cursor.map_or(0, cursor_from_f64))
@@ -88,61 +89,57 @@ impl V03Session {
     }
 
     fn reply(&self, text: String) {
-        let _ = self.outbox.send_text(text, self.ctx.reply_timeout());
+        let _ = self.sink.send(text.into());
     }
 
     fn pull(&mut self, request_id: &str, cursor: i64) {
-        let storage = &*self.ctx.hub.storage;
-        let head = match self.store.rewind(self.sub, cursor, storage) {
-            Ok(Some(head)) => head,
-            Ok(None) => return, // the socket was dropped meanwhile
-            Err(e) => {
-                log::error!("{}: pull failed: {e}", self.outbox.label);
-                return self.reply(v03::error(request_id, &e.to_string()));
+        // The old subscription ends first; the new pull's backlog covers
+        // whatever is pushed in between (it reads up to the head at its start).
+        self.pull = None;
+        let live = Arc::new(Live(self.sink.clone()));
+        let live: Arc<dyn LiveSink> = live;
+        let mut pull = match self.store.pull(cursor, None, Some((self.sink.id(), live))) {
+            Ok(p) => p,
+            Err(PullRefused::Storage(e)) => return self.pull_failed(request_id, &e),
+            Err(PullRefused::BackendIdMismatch { .. }) => {
+                unreachable!("0.3 pulls name no backend id")
             }
         };
-        let mut backlog = Backlog::new(
-            &self.store.id,
-            cursor,
-            head,
-            self.ctx.config.limits.storage_read_rows,
-        );
         loop {
-            match backlog.next_page(storage) {
-                Ok(Some(page)) => {
-                    let text =
-                        v03::pull_res(&page.events, Context::Pull, request_id, page.remaining);
-                    if self
-                        .outbox
-                        .send_text(text, self.ctx.reply_timeout())
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    log::error!("{}: pull failed: {e}", self.outbox.label);
-                    self.reply(v03::error(request_id, &e.to_string()));
-                    break;
-                }
+            let sink = &self.sink;
+            let step = pull.send_next(|page| {
+                sink.send(
+                    v03::pull_res(&page.events, Context::Pull, request_id, page.remaining).into(),
+                )
+            });
+            match step {
+                Ok(Progress::More) => {}
+                Ok(Progress::Done) => break,
+                Err(PullError::Gone) => return,
+                Err(PullError::Storage(e)) => return self.pull_failed(request_id, &e),
             }
         }
-        self.store.go_live(self.sub, backlog.last_sent());
+        self.pull = Some(pull);
     }
 
-    fn push(&mut self, request_id: &str, batch: Vec<crate::sync::event::Event>) {
-        let outbox = &self.outbox;
-        let result = self
-            .store
-            .push(&*self.ctx.hub.storage, request_id, batch, None, || {
-                let _ = outbox.try_send_text(v03::push_ack(request_id));
-            });
+    /// The socket has no subscription now: answer, then close it so the
+    /// client reconnects and pulls again (it would miss events otherwise).
+    fn pull_failed(&self, request_id: &str, e: &StorageError) {
+        log::error!("{}: pull failed: {e}", self.sink.label());
+        self.reply(v03::error(request_id, &e.to_string()));
+        self.sink.close(1011, "pull failed, reconnect");
+    }
+
+    fn push(&mut self, request_id: &str, batch: Vec<crate::model::Event>) {
+        let sink = &self.sink;
+        let result = self.store.push(request_id, batch, None, || {
+            let _ = sink.try_send(v03::push_ack(request_id).into());
+        });
         match result {
             Ok(()) => {}
             Err(PushError::Chain(e)) => self.reply(v03::error(request_id, &e.to_string())),
             Err(PushError::Storage(e)) => {
-                log::error!("{}: push failed: {e}", self.outbox.label);
+                log::error!("{}: push failed: {e}", self.sink.label());
                 self.reply(v03::error(request_id, &e.to_string()));
             }
             Err(PushError::BackendIdMismatch { .. }) => {
@@ -152,12 +149,12 @@ impl V03Session {
     }
 
     fn admin_allowed(&self, request_id: &str, secret: &str) -> bool {
-        if ct_eq(secret.as_bytes(), self.ctx.config.admin_secret.as_bytes()) {
+        if ct_eq(secret.as_bytes(), self.env.admin_secret.as_bytes()) {
             return true;
         }
         log::warn!(
             "{}: admin request with an invalid secret",
-            self.outbox.label
+            self.sink.label()
         );
         self.reply(v03::error(request_id, "Invalid admin secret"));
         false
@@ -167,13 +164,13 @@ impl V03Session {
         if !self.admin_allowed(request_id, secret) {
             return;
         }
-        match self.store.info(&*self.ctx.hub.storage) {
+        match self.store.info() {
             Ok(info) => self.reply(v03::admin_info_res(
                 request_id,
                 &serde_json::json!({
                     // Any stable string: the store id is one per store, as a DO id is.
-                    "durableObjectId": self.store.id,
-                    "storeId": self.store.id,
+                    "durableObjectId": self.store.id(),
+                    "storeId": self.store.id(),
                     "head": info.head,
                     "eventCount": info.head,
                     "backendId": info.backend_id,
@@ -190,22 +187,146 @@ impl V03Session {
         if !self.admin_allowed(request_id, secret) {
             return;
         }
-        let outbox = &self.outbox;
-        let result = self.store.reset(&*self.ctx.hub.storage, || {
-            let _ = outbox.try_send_text(v03::admin_reset_res(request_id));
+        let sink = &self.sink;
+        let result = self.store.reset(|| {
+            let _ = sink.try_send(v03::admin_reset_res(request_id).into());
         });
         match result {
-            Ok(()) => log::warn!("{}: store reset by admin request", self.outbox.label),
+            Ok(()) => log::warn!("{}: store reset by admin request", self.sink.label()),
             Err(e) => {
-                log::error!("{}: reset failed: {e}", self.outbox.label);
+                log::error!("{}: reset failed: {e}", self.sink.label());
                 self.reply(v03::error(request_id, &e.to_string()));
             }
         }
     }
 }
 
-impl Drop for V03Session {
-    fn drop(&mut self) {
-        self.store.detach(self.outbox.id());
+#[cfg(test)]
+mod tests {
+    //! Each state of a 0.3 session, without sockets.
+    use super::*;
+    use crate::session::testing::{env, env_with, ADMIN};
+    use crate::sync::testing::{MemStorage, RecordingSink};
+    use serde_json::{json, Value};
+    use std::sync::atomic::Ordering::SeqCst;
+
+    fn open(env: &Arc<Env>) -> (V03Session, Arc<RecordingSink>) {
+        let sink = RecordingSink::new(1_000);
+        let s = V03Session::open(env.clone(), "s", sink.clone()).unwrap();
+        (s, sink)
+    }
+
+    fn push(id: &str, from: i64, n: i64) -> String {
+        let batch: Vec<Value> = (from..from + n)
+            .map(|i| {
+                json!({"name": "e", "args": {"i": i}, "seqNum": i, "parentSeqNum": i - 1,
+                            "clientId": "c", "sessionId": "s"})
+            })
+            .collect();
+        json!({"_tag": "WSMessage.PushReq", "requestId": id, "batch": batch}).to_string()
+    }
+
+    /// (context, seq_nums, remaining) of a PullRes.
+    fn res(m: &Value) -> (String, Vec<i64>, i64) {
+        assert_eq!(m["_tag"], "WSMessage.PullRes", "{m}");
+        let seqs = m["batch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["eventEncoded"]["seqNum"].as_i64().unwrap())
+            .collect();
+        let ctx = m["requestId"]["context"].as_str().unwrap().to_string();
+        (ctx, seqs, m["remaining"].as_i64().unwrap())
+    }
+
+    #[test]
+    fn a_push_is_acked_then_broadcast_to_every_socket_the_pusher_included() {
+        let env = env(MemStorage::default());
+        let (mut a, a_sink) = open(&env);
+        let (_b, b_sink) = open(&env);
+        a.handle_text(&push("r1", 1, 2));
+        let got = a_sink.take_json();
+        assert_eq!(
+            got[0],
+            json!({"_tag": "WSMessage.PushAck", "requestId": "r1"})
+        );
+        assert_eq!(res(&got[1]), ("push".into(), vec![1, 2], 0));
+        assert_eq!(got[1]["requestId"]["requestId"], "r1");
+        assert_eq!(res(&b_sink.take_json()[0]), ("push".into(), vec![1, 2], 0));
+    }
+
+    #[test]
+    fn a_pull_pages_back_to_back_then_broadcasts_follow() {
+        let env = env(MemStorage::with_log(150, 10));
+        let (mut a, a_sink) = open(&env);
+        let (mut b, _) = open(&env);
+        a.handle_text(r#"{"_tag":"WSMessage.PullReq","requestId":"q","cursor":20}"#);
+        let got = a_sink.take_json();
+        assert_eq!(
+            got.iter().map(res).collect::<Vec<_>>(),
+            vec![
+                ("pull".into(), (21..=120).collect(), 30),
+                ("pull".into(), (121..=150).collect(), 0)
+            ]
+        );
+        b.handle_text(&push("r", 151, 1));
+        assert_eq!(res(&a_sink.take_json()[0]), ("push".into(), vec![151], 0));
+    }
+
+    #[test]
+    fn a_failed_pull_answers_with_an_error_and_closes_the_socket() {
+        // Before: the socket went live after a failed page, so the client
+        // missed the rest of the backlog without knowing.
+        let storage = Arc::new(MemStorage::with_log(250, 10));
+        let limits = crate::sync::Limits {
+            read_rows: 100,
+            ..Default::default()
+        };
+        let env = env_with(storage.clone(), limits, 16);
+        let (mut a, a_sink) = open(&env);
+        let (mut b, _) = open(&env);
+        storage.fail_reads.store(true, SeqCst);
+        a.handle_text(r#"{"_tag":"WSMessage.PullReq","requestId":"q"}"#);
+        let got = a_sink.take_json();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["_tag"], "WSMessage.Error");
+        assert_eq!(*a_sink.closed.lock(), Some(1011));
+        storage.fail_reads.store(false, SeqCst);
+        b.handle_text(&push("r", 251, 1));
+        assert!(a_sink.take().is_empty(), "no broadcast after the gap");
+    }
+
+    #[test]
+    fn ping_admin_and_undecodable_frames() {
+        let env = env(MemStorage::with_log(3, 10));
+        let (mut a, sink) = open(&env);
+        a.handle_text(r#"{"_tag":"WSMessage.Ping","requestId":"ping"}"#);
+        a.handle_text(r#"{"_tag":"WSMessage.Ping","requestId":"other"}"#);
+        a.handle_text("[1,2");
+        assert_eq!(sink.take(), vec![v03::PONG.to_string()]);
+        a.handle_text(r#"{"_tag":"WSMessage.AdminInfoReq","requestId":"i","adminSecret":"wrong"}"#);
+        assert_eq!(sink.take_json()[0]["message"], "Invalid admin secret");
+        let info = format!(
+            r#"{{"_tag":"WSMessage.AdminInfoReq","requestId":"i","adminSecret":"{ADMIN}"}}"#
+        );
+        a.handle_text(&info);
+        let m = &sink.take_json()[0];
+        assert_eq!(m["info"]["head"], 3, "{m}");
+        assert_eq!(m["info"]["connectedSockets"], 1, "{m}");
+    }
+
+    #[test]
+    fn an_admin_reset_answers_then_closes_every_socket() {
+        let env = env(MemStorage::with_log(3, 10));
+        let (mut a, a_sink) = open(&env);
+        let (_b, b_sink) = open(&env);
+        let reset = format!(
+            r#"{{"_tag":"WSMessage.AdminResetRoomReq","requestId":"x","adminSecret":"{ADMIN}"}}"#
+        );
+        a.handle_text(&reset);
+        assert_eq!(a_sink.take_json()[0]["_tag"], "WSMessage.AdminResetRoomRes");
+        assert_eq!(*a_sink.closed.lock(), Some(4001));
+        assert_eq!(*b_sink.closed.lock(), Some(4001));
+        assert_eq!(env.hub.store("s").meta().unwrap().head, 0);
     }
 }

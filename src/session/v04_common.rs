@@ -1,9 +1,10 @@
 //! What the 0.4 WebSocket and HTTP sessions share: payload checks and the
 //! mapping of core errors to the client's typed errors.
 
+use crate::model::ChainError;
 use crate::protocol::v04::{self, SyncError};
-use crate::sync::event::ChainError;
-use crate::sync::hub::PushError;
+use crate::sync::pull::PullRefused;
+use crate::sync::store::PushError;
 
 /// The typed error a refused push becomes.
 pub fn push_error(e: PushError, label: &str) -> SyncError {
@@ -24,6 +25,24 @@ pub fn push_error(e: PushError, label: &str) -> SyncError {
                 message: e.to_string(),
             }
         }
+    }
+}
+
+/// The typed error a refused pull becomes.
+pub fn pull_refused(e: PullRefused, label: &str) -> SyncError {
+    match e {
+        PullRefused::BackendIdMismatch { expected, received } => {
+            SyncError::BackendIdMismatch { expected, received }
+        }
+        PullRefused::Storage(e) => pull_failed(&e, label),
+    }
+}
+
+/// A pull whose storage failed.
+pub fn pull_failed(e: &crate::storage::StorageError, label: &str) -> SyncError {
+    log::error!("{label}: pull failed: {e}");
+    SyncError::Unknown {
+        message: e.to_string(),
     }
 }
 

@@ -1,104 +1,131 @@
 //! 0.4 over HTTP (`makeHttpSync`): one RPC `Request` per POST, answered with
 //! the JSON array `[Chunk…, Exit]`. Pulls are never live (the client polls),
-//! so a pull is its whole backlog up to the head at the time of the request.
+//! so a pull is its whole backlog up to the head at the time of the request,
+//! written page by page into the one answer buffer.
 
-use super::v04_common::{payload_for_store, push_error};
-use super::Ctx;
-use crate::protocol::v04::{
-    self, Incoming, PageInfo, PingPayload, PullPayload, PushPayload, SyncError,
-};
-use crate::sync::pull::Backlog;
+use super::v04_common::{payload_for_store, pull_failed, pull_refused, push_error};
+use super::Env;
+use crate::protocol::v04::{self, Incoming, PageInfo, PingPayload, PullPayload, PushPayload};
+use crate::sync::pull::{Progress, PullError};
 
 /// Why a body is not an RPC request at all (answered with `400`).
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotARequest;
 
 /// Handles one POST body for the store of the URL; returns the JSON array.
-pub fn handle(ctx: &Ctx, store_id: &str, body: &[u8], label: &str) -> Result<String, NotARequest> {
+pub fn handle(env: &Env, store_id: &str, body: &[u8], label: &str) -> Result<String, NotARequest> {
     let text = std::str::from_utf8(body).map_err(|_| NotARequest)?;
     let Some(Incoming::Request { id, tag, payload }) = v04::decode(text) else {
         return Err(NotARequest);
     };
-    let messages = match tag.as_str() {
+    let answer = match tag.as_str() {
         v04::PULL_HTTP => {
             match payload_for_store(&payload, store_id, |p: &PullPayload| &p.store_id) {
-                Ok(p) => pull(ctx, store_id, &id, &p, label),
-                Err(e) => vec![v04::exit_die(&id, &e)],
+                Ok(p) => return Ok(pull(env, store_id, &id, &p, label)),
+                Err(e) => v04::exit_die(&id, &e),
             }
         }
         v04::PUSH_HTTP => {
             match payload_for_store(&payload, store_id, |p: &PushPayload| &p.store_id) {
                 Ok(p) => {
-                    let store = ctx.hub.store(store_id);
-                    match store.push(
-                        &*ctx.hub.storage,
-                        &id,
-                        p.batch,
-                        p.backend_id.0.as_deref(),
-                        || {},
-                    ) {
-                        Ok(()) => vec![v04::exit_push_ok(&id)],
-                        Err(e) => vec![v04::exit_fail(&id, &push_error(e, label))],
+                    let store = env.hub.store(store_id);
+                    match store.push(&id, p.batch, p.backend_id.0.as_deref(), || {}) {
+                        Ok(()) => v04::exit_push_ok(&id),
+                        Err(e) => v04::exit_fail(&id, &push_error(e, label)),
                     }
                 }
-                Err(e) => vec![v04::exit_die(&id, &e)],
+                Err(e) => v04::exit_die(&id, &e),
             }
         }
         v04::PING_HTTP => {
             match payload_for_store(&payload, store_id, |p: &PingPayload| &p.store_id) {
-                Ok(_) => vec![v04::exit_http_pong(&id)],
-                Err(e) => vec![v04::exit_die(&id, &e)],
+                Ok(_) => v04::exit_http_pong(&id),
+                Err(e) => v04::exit_die(&id, &e),
             }
         }
-        other => vec![v04::exit_die(&id, &format!("unknown request tag: {other}"))],
+        other => v04::exit_die(&id, &format!("unknown request tag: {other}")),
     };
-    Ok(format!("[{}]", messages.join(",")))
+    Ok(format!("[{answer}]"))
 }
 
-fn pull(ctx: &Ctx, store_id: &str, id: &str, p: &PullPayload, label: &str) -> Vec<String> {
-    let storage = &*ctx.hub.storage;
-    let fail = |e: crate::storage::StorageError| {
-        log::error!("{label}: pull failed: {e}");
-        vec![v04::exit_fail(
-            id,
-            &SyncError::Unknown {
-                message: e.to_string(),
-            },
-        )]
+fn pull(env: &Env, store_id: &str, id: &str, p: &PullPayload, label: &str) -> String {
+    let cursor = p.cursor.0.as_ref();
+    let from = cursor.map_or(0, |c| c.event_sequence_number);
+    let backend_id = cursor.map(|c| c.backend_id.as_str());
+    let fail = |e| format!("[{}]", v04::exit_fail(id, &e));
+    let mut pull = match env.hub.store(store_id).pull(from, backend_id, None) {
+        Ok(p) => p,
+        Err(e) => return fail(pull_refused(e, label)),
     };
-    let meta = match ctx.hub.store(store_id).meta(storage) {
-        Ok(m) => m,
-        Err(e) => return fail(e),
-    };
-    if let Some(c) = &p.cursor.0 {
-        if c.backend_id != meta.backend_id {
-            let e = SyncError::BackendIdMismatch {
-                expected: meta.backend_id,
-                received: c.backend_id.clone(),
-            };
-            return vec![v04::exit_fail(id, &e)];
-        }
-    }
-    let cursor = p.cursor.0.as_ref().map_or(0, |c| c.event_sequence_number);
-    let mut backlog = Backlog::new(
-        store_id,
-        cursor,
-        meta.head,
-        ctx.config.limits.storage_read_rows,
-    );
-    let mut out = Vec::new();
+    let backend_id = pull.meta().backend_id.clone();
+    let mut out = String::from("[");
     loop {
-        match backlog.next_page(storage) {
-            Ok(Some(page)) => out.push(v04::chunk(
-                id,
-                &page.events,
-                PageInfo::from_remaining(page.remaining),
-                &meta.backend_id,
-            )),
-            Ok(None) => break,
-            Err(e) => return fail(e),
+        let step = pull.send_next(|page| {
+            let info = PageInfo::from_remaining(page.remaining);
+            v04::write_chunk(&mut out, id, &page.events, info, &backend_id);
+            out.push(',');
+            Ok(())
+        });
+        match step {
+            Ok(Progress::More) => {}
+            Ok(Progress::Done) => break,
+            Err(PullError::Storage(e)) => return fail(pull_failed(&e, label)),
+            Err(PullError::Gone) => unreachable!("the answer buffer is never gone"),
         }
     }
-    out.push(v04::exit_stream_done(id));
+    out.push_str(&v04::exit_stream_done(id));
+    out.push(']');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::testing::env;
+    use crate::sync::testing::MemStorage;
+    use serde_json::{json, Value};
+
+    fn call(env: &Env, body: Value) -> Vec<Value> {
+        let out = handle(env, "s", body.to_string().as_bytes(), "test").unwrap();
+        serde_json::from_str(&out).unwrap()
+    }
+
+    #[test]
+    fn a_pull_is_every_page_then_the_exit_in_one_answer() {
+        let env = env(MemStorage::with_log(150, 10));
+        let got = call(
+            &env,
+            json!({"_tag": "Request", "id": "1", "tag": "SyncHttpRpc.Pull", "headers": [],
+                   "payload": {"storeId": "s", "payload": {}, "cursor": {"_tag": "None"}}}),
+        );
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            got[0]["values"][0]["pageInfo"],
+            json!({"_tag": "MoreKnown", "remaining": 50})
+        );
+        assert_eq!(got[1]["values"][0]["pageInfo"], json!({"_tag": "NoMore"}));
+        assert_eq!(got[1]["values"][0]["batch"].as_array().unwrap().len(), 50);
+        assert_eq!(
+            got[2],
+            json!({"_tag": "Exit", "requestId": "1", "exit": {"_tag": "Success"}})
+        );
+    }
+
+    #[test]
+    fn a_pull_from_another_backend_and_bodies_that_are_no_request() {
+        let env = env(MemStorage::with_log(3, 10));
+        let got = call(
+            &env,
+            json!({"_tag": "Request", "id": "1", "tag": "SyncHttpRpc.Pull", "headers": [],
+                   "payload": {"storeId": "s", "payload": {},
+                               "cursor": {"_tag": "Some", "value": {"backendId": "x", "eventSequenceNumber": 1}}}}),
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0]["exit"]["cause"]["error"]["_tag"],
+            "BackendIdMismatchError"
+        );
+        assert_eq!(handle(&env, "s", b"{}", "t"), Err(NotARequest));
+        assert_eq!(handle(&env, "s", &[0xff, 0xfe], "t"), Err(NotARequest));
+    }
 }

@@ -5,32 +5,29 @@
 //! live pull subscribes before its backlog is read; its backlog chunks go
 //! out at most `ack_window` ahead of the client's `Ack`s, and live chunks wait
 //! until the backlog's last (`NoMore`) chunk is out. `Interrupt` ends a
-//! stream and drops its subscription.
+//! stream and drops its subscription. At most `max_pull_streams` are open.
 
 use std::sync::Arc;
 
-use super::v04_common::{payload_for_store, push_error};
-use super::{Ctx, MEMO_V04};
-use crate::protocol::v04::{self, Incoming, PageInfo, PullPayload, PushPayload, SyncError};
+use super::v04_common::{payload_for_store, pull_failed, pull_refused, push_error};
+use super::Env;
+use crate::protocol::v04::{self, Incoming, PageInfo, PullPayload, PushPayload};
 use crate::storage::StorageError;
-use crate::sync::hub::{LiveBatch, LiveSink, Store, SubId};
-use crate::sync::outbox::{Gone, Outbound, Outbox};
-use crate::sync::pull::Backlog;
+use crate::sync::pull::{Progress, Pull, PullError};
+use crate::sync::sink::{Gone, Msg, Sink};
+use crate::sync::store::{Attachment, Format, LiveBatch, LiveSink, Store};
 
 pub struct V04WsSession {
-    ctx: Arc<Ctx>,
+    env: Arc<Env>,
     store: Arc<Store>,
-    outbox: Arc<Outbox>,
+    sink: Arc<dyn Sink>,
     pulls: Pulls,
+    /// Dropped last: detaches the socket from the store.
+    _attached: Attachment,
 }
 
 struct PullStream {
-    /// `None` once the backlog is out: a live pull stays registered (for
-    /// `Interrupt`) without keeping the backlog's read buffer.
-    backlog: Option<Box<Backlog>>,
-    backend_id: String,
-    /// Live pulls only.
-    sub: Option<SubId>,
+    pull: Pull,
     /// Backlog chunks sent and not yet acknowledged.
     in_flight: usize,
 }
@@ -45,9 +42,13 @@ impl Pulls {
         self.0.iter_mut().find(|(k, _)| k == id).map(|(_, p)| p)
     }
 
-    fn remove(&mut self, id: &str) -> Option<PullStream> {
-        let i = self.0.iter().position(|(k, _)| k == id)?;
-        Some(self.0.swap_remove(i).1)
+    /// Removes (and so unsubscribes) stream `id`; false if it was not open.
+    fn remove(&mut self, id: &str) -> bool {
+        let Some(i) = self.0.iter().position(|(k, _)| k == id) else {
+            return false;
+        };
+        self.0.swap_remove(i);
+        true
     }
 
     /// `id` must not be open (`start_pull` ends an open stream of that id first).
@@ -60,17 +61,17 @@ impl Pulls {
 
 /// Live chunks for one pull stream: a per-stream head around a body shared
 /// by every 0.4 subscriber of the push.
-struct Sink {
-    outbox: Arc<Outbox>,
+struct Live {
+    sink: Arc<dyn Sink>,
     head: Arc<str>,
 }
 
-impl LiveSink for Sink {
+impl LiveSink for Live {
     fn send_live(&self, batch: &LiveBatch, from: usize) -> Result<(), Gone> {
-        let body = batch.encoded(MEMO_V04, from, |events| {
+        let body = batch.encoded(Format::V04, from, |events| {
             v04::live_values(events, &batch.backend_id)
         });
-        self.outbox.try_send(Outbound::Wrapped(Box::new((
+        self.sink.try_send(Msg::Wrapped(Box::new((
             self.head.clone(),
             body,
             v04::CHUNK_TAIL,
@@ -80,17 +81,18 @@ impl LiveSink for Sink {
 
 impl V04WsSession {
     pub fn open(
-        ctx: Arc<Ctx>,
+        env: Arc<Env>,
         store_id: &str,
-        outbox: Arc<Outbox>,
+        sink: Arc<dyn Sink>,
     ) -> Result<V04WsSession, StorageError> {
-        let store = ctx.hub.store(store_id);
-        store.attach(&outbox, &*ctx.hub.storage)?;
+        let store = env.hub.store(store_id);
+        let attached = store.attach(sink.clone())?;
         Ok(V04WsSession {
-            ctx,
+            env,
             store,
-            outbox,
+            sink,
             pulls: Pulls::default(),
+            _attached: attached,
         })
     }
 
@@ -99,16 +101,14 @@ impl V04WsSession {
         let Some(msg) = v04::decode(text) else {
             log::debug!(
                 "{}: ignored undecodable frame ({} bytes)",
-                self.outbox.label,
+                self.sink.label(),
                 text.len()
             );
             return;
         };
         match msg {
             Incoming::Ping => {
-                let _ = self
-                    .outbox
-                    .send(Outbound::Static(v04::PONG), self.ctx.reply_timeout());
+                let _ = self.sink.send(Msg::Static(v04::PONG));
             }
             Incoming::Eof => {}
             Incoming::Ack { request_id } => {
@@ -120,14 +120,15 @@ impl V04WsSession {
             Incoming::Interrupt { request_id } => {
                 // Interrupts for finished requests (the client sends them
                 // after a push's Exit) are ignored.
-                if self.end_pull(&request_id) {
+                if self.pulls.remove(&request_id) {
                     self.reply(v04::exit_interrupted(&request_id));
                 }
             }
             Incoming::Request { id, tag, payload } => match tag.as_str() {
                 v04::PULL_WS => {
-                    match payload_for_store(&payload, &self.store.id, |p: &PullPayload| &p.store_id)
-                    {
+                    match payload_for_store(&payload, self.store.id(), |p: &PullPayload| {
+                        &p.store_id
+                    }) {
                         Ok(p) if p.live.is_some() => self.start_pull(id, p),
                         Ok(_) => self.reply(v04::exit_die(
                             &id,
@@ -137,8 +138,9 @@ impl V04WsSession {
                     }
                 }
                 v04::PUSH_WS => {
-                    match payload_for_store(&payload, &self.store.id, |p: &PushPayload| &p.store_id)
-                    {
+                    match payload_for_store(&payload, self.store.id(), |p: &PushPayload| {
+                        &p.store_id
+                    }) {
                         Ok(p) => self.push(&id, p),
                         Err(e) => self.reply(v04::exit_die(&id, &e)),
                     }
@@ -148,157 +150,278 @@ impl V04WsSession {
         }
     }
 
-    /// Forgets pull stream `id` and its subscription; false if it was not open.
-    fn end_pull(&mut self, id: &str) -> bool {
-        let Some(p) = self.pulls.remove(id) else {
-            return false;
-        };
-        if let Some(sub) = p.sub {
-            self.store.unsubscribe(sub);
-        }
-        true
-    }
-
     fn reply(&self, text: String) {
-        let _ = self.outbox.send_text(text, self.ctx.reply_timeout());
+        let _ = self.sink.send(text.into());
     }
 
     fn start_pull(&mut self, id: String, p: PullPayload) {
-        self.end_pull(&id);
-        let storage = &*self.ctx.hub.storage;
-        let cursor = p.cursor.0.as_ref().map_or(0, |c| c.event_sequence_number);
-        let live = p.live == Some(true);
-        let started = if live {
-            let sink = Arc::new(Sink {
-                outbox: self.outbox.clone(),
+        self.pulls.remove(&id);
+        if self.pulls.0.len() >= self.env.max_pull_streams {
+            return self.reply(v04::exit_die(
+                &id,
+                &format!(
+                    "too many pull streams on one socket (at most {})",
+                    self.env.max_pull_streams
+                ),
+            ));
+        }
+        let cursor = p.cursor.0.as_ref();
+        let from = cursor.map_or(0, |c| c.event_sequence_number);
+        let live = (p.live == Some(true)).then(|| {
+            let sink: Arc<dyn LiveSink> = Arc::new(Live {
+                sink: self.sink.clone(),
                 head: v04::chunk_head(&id).into(),
             });
-            self.store
-                .subscribe(self.outbox.id(), sink, Some(cursor), storage)
-                .map(|(sub, meta)| (Some(sub), meta))
-        } else {
-            self.store.meta(storage).map(|meta| (None, meta))
-        };
-        let (sub, meta) = match started {
-            Ok(s) => s,
-            Err(e) => {
-                log::error!("{}: pull failed: {e}", self.outbox.label);
-                return self.reply(v04::exit_fail(
-                    &id,
-                    &SyncError::Unknown {
-                        message: e.to_string(),
-                    },
-                ));
+            (self.sink.id(), sink)
+        });
+        let backend_id = cursor.map(|c| c.backend_id.as_str());
+        match self.store.pull(from, backend_id, live) {
+            Ok(pull) => {
+                let stream = PullStream { pull, in_flight: 0 };
+                self.pulls.insert(id.clone(), stream);
+                self.pump(&id);
             }
-        };
-        if let Some(c) = &p.cursor.0 {
-            if c.backend_id != meta.backend_id {
-                if let Some(sub) = sub {
-                    self.store.unsubscribe(sub);
-                }
-                let e = SyncError::BackendIdMismatch {
-                    expected: meta.backend_id,
-                    received: c.backend_id.clone(),
-                };
-                return self.reply(v04::exit_fail(&id, &e));
+            Err(e) => {
+                let e = pull_refused(e, self.sink.label());
+                self.reply(v04::exit_fail(&id, &e));
             }
         }
-        let backlog = Backlog::new(
-            &self.store.id,
-            cursor,
-            meta.head,
-            self.ctx.config.limits.storage_read_rows,
-        );
-        self.pulls.insert(
-            id.clone(),
-            PullStream {
-                backlog: Some(Box::new(backlog)),
-                backend_id: meta.backend_id,
-                sub,
-                in_flight: 0,
-            },
-        );
-        self.pump(&id);
     }
 
     /// Sends backlog chunks while the ack window allows; after the last one,
-    /// ends a non-live pull or lets a live one receive live chunks.
+    /// ends a non-live pull or leaves a live one receiving live chunks.
     fn pump(&mut self, id: &str) {
-        let storage = &*self.ctx.hub.storage;
-        let window = self.ctx.config.limits.ack_window;
-        let Some(p) = self.pulls.get_mut(id) else {
+        let window = self.env.ack_window;
+        let sink = &self.sink;
+        let Some(PullStream { pull, in_flight }) = self.pulls.get_mut(id) else {
             return;
         };
-        let Some(backlog) = p.backlog.as_mut() else {
-            return; // live already
+        let backend_id = pull.meta().backend_id.clone();
+        let step = loop {
+            if pull.is_done() || *in_flight >= window {
+                break Ok(pull.is_done());
+            }
+            let step = pull.send_next(|page| {
+                let info = PageInfo::from_remaining(page.remaining);
+                sink.send(v04::chunk(id, &page.events, info, &backend_id).into())?;
+                *in_flight += 1;
+                Ok(())
+            });
+            match step {
+                Ok(Progress::More) => {}
+                Ok(Progress::Done) => break Ok(true),
+                Err(e) => break Err(e),
+            }
         };
-        while !backlog.is_done() && p.in_flight < window {
-            match backlog.next_page(storage) {
-                Ok(Some(page)) => {
-                    let text = v04::chunk(
-                        id,
-                        &page.events,
-                        PageInfo::from_remaining(page.remaining),
-                        &p.backend_id,
-                    );
-                    if self
-                        .outbox
-                        .send_text(text, self.ctx.reply_timeout())
-                        .is_err()
-                    {
-                        return;
-                    }
-                    p.in_flight += 1;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    log::error!("{}: pull failed: {e}", self.outbox.label);
-                    let text = v04::exit_fail(
-                        id,
-                        &SyncError::Unknown {
-                            message: e.to_string(),
-                        },
-                    );
-                    self.end_pull(id);
-                    return self.reply(text);
-                }
-            }
-        }
-        if !backlog.is_done() {
-            return;
-        }
-        let last_sent = backlog.last_sent();
-        match p.sub {
-            Some(sub) => {
-                p.backlog = None;
-                self.store.go_live(sub, last_sent);
-            }
-            None => {
+        match step {
+            Ok(true) if !self.is_live(id) => {
                 self.pulls.remove(id);
                 self.reply(v04::exit_stream_done(id));
+            }
+            Ok(_) => {}
+            Err(PullError::Gone) => {
+                self.pulls.remove(id);
+            }
+            Err(PullError::Storage(e)) => {
+                self.pulls.remove(id);
+                let e = pull_failed(&e, self.sink.label());
+                self.reply(v04::exit_fail(id, &e));
             }
         }
     }
 
+    fn is_live(&mut self, id: &str) -> bool {
+        self.pulls.get_mut(id).is_some_and(|p| p.pull.is_live())
+    }
+
     fn push(&mut self, id: &str, p: PushPayload) {
-        let outbox = &self.outbox;
-        let result = self.store.push(
-            &*self.ctx.hub.storage,
-            id,
-            p.batch,
-            p.backend_id.0.as_deref(),
-            || {
-                let _ = outbox.try_send_text(v04::exit_push_ok(id));
-            },
-        );
+        let sink = &self.sink;
+        let result = self.store.push(id, p.batch, p.backend_id.0.as_deref(), || {
+            let _ = sink.try_send(v04::exit_push_ok(id).into());
+        });
         if let Err(e) = result {
-            self.reply(v04::exit_fail(id, &push_error(e, &self.outbox.label)));
+            self.reply(v04::exit_fail(id, &push_error(e, self.sink.label())));
         }
     }
 }
 
-impl Drop for V04WsSession {
-    fn drop(&mut self) {
-        self.store.detach(self.outbox.id());
+#[cfg(test)]
+mod tests {
+    //! Each state of a 0.4 WebSocket session, without sockets: frames in,
+    //! what the recording sink got out.
+    use super::*;
+    use crate::session::testing::{env, env_with};
+    use crate::sync::testing::{MemStorage, RecordingSink};
+    use serde_json::{json, Value};
+    use std::sync::atomic::Ordering::SeqCst;
+
+    fn open(env: &Arc<Env>) -> (V04WsSession, Arc<RecordingSink>) {
+        let sink = RecordingSink::new(1_000);
+        let s = V04WsSession::open(env.clone(), "s", sink.clone()).unwrap();
+        (s, sink)
+    }
+
+    fn pull(id: &str, live: bool, cursor: Value) -> String {
+        json!({"_tag": "Request", "id": id, "tag": "SyncWsRpc.Pull", "headers": [],
+               "payload": {"storeId": "s", "payload": {}, "live": live, "cursor": cursor}})
+        .to_string()
+    }
+
+    fn push(id: &str, from: i64, n: i64, backend_id: Value) -> String {
+        let batch: Vec<Value> = (from..from + n)
+            .map(|i| {
+                json!({"name": "e", "args": {"i": i}, "seqNum": i, "parentSeqNum": i - 1,
+                            "clientId": "c", "sessionId": "s"})
+            })
+            .collect();
+        json!({"_tag": "Request", "id": id, "tag": "SyncWsRpc.Push", "headers": [],
+               "payload": {"storeId": "s", "batch": batch, "backendId": backend_id}})
+        .to_string()
+    }
+
+    fn none() -> Value {
+        json!({"_tag": "None"})
+    }
+
+    /// (seq_nums, pageInfo tag) of a chunk's one value.
+    fn page(m: &Value) -> (Vec<i64>, String) {
+        assert_eq!(m["_tag"], "Chunk", "{m}");
+        let v = &m["values"][0];
+        let seqs = v["batch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["eventEncoded"]["seqNum"].as_i64().unwrap())
+            .collect();
+        (seqs, v["pageInfo"]["_tag"].as_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn ping_gets_pong_and_undecodable_frames_get_nothing() {
+        let env = env(MemStorage::default());
+        let (mut s, sink) = open(&env);
+        s.handle_text(r#"{"_tag":"Ping"}"#);
+        s.handle_text("not json");
+        s.handle_text(r#"{"_tag":"Nope"}"#);
+        assert_eq!(sink.take(), vec![v04::PONG.to_string()]);
+    }
+
+    #[test]
+    fn backlog_chunks_wait_for_acks_then_the_stream_ends() {
+        let env = env_with(
+            Arc::new(MemStorage::with_log(250, 10)),
+            Default::default(),
+            2,
+        );
+        let (mut s, sink) = open(&env);
+        s.handle_text(&pull("7", false, none()));
+        let got = sink.take_json();
+        assert_eq!(
+            got.iter().map(page).collect::<Vec<_>>(),
+            vec![
+                ((1..=100).collect(), "MoreKnown".into()),
+                ((101..=200).collect(), "MoreKnown".into())
+            ],
+            "two chunks ahead of the Acks"
+        );
+        s.handle_text(r#"{"_tag":"Ack","requestId":"99"}"#);
+        assert!(
+            sink.take().is_empty(),
+            "an Ack for another id releases nothing"
+        );
+        s.handle_text(r#"{"_tag":"Ack","requestId":"7"}"#);
+        let got = sink.take_json();
+        assert_eq!(page(&got[0]), ((201..=250).collect(), "NoMore".into()));
+        assert_eq!(
+            got[1],
+            json!({"_tag": "Exit", "requestId": "7", "exit": {"_tag": "Success"}})
+        );
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn a_live_pull_gets_pushes_after_its_backlog_until_interrupted() {
+        let env = env(MemStorage::with_log(3, 10));
+        let (mut sub, sink) = open(&env);
+        let (mut pusher, pusher_sink) = open(&env);
+        sub.handle_text(&pull("1", true, none()));
+        assert_eq!(page(&sink.take_json()[0]), (vec![1, 2, 3], "NoMore".into()));
+        pusher.handle_text(&push("p", 4, 2, none()));
+        let ack = &pusher_sink.take_json()[0];
+        assert_eq!(ack["exit"]["_tag"], "Success", "{ack}");
+        assert_eq!(page(&sink.take_json()[0]), (vec![4, 5], "NoMore".into()));
+        sub.handle_text(r#"{"_tag":"Interrupt","requestId":"1"}"#);
+        let exit = &sink.take_json()[0];
+        assert_eq!(exit["exit"]["cause"]["_tag"], "Interrupt", "{exit}");
+        pusher.handle_text(&push("p2", 6, 1, none()));
+        assert!(sink.take().is_empty(), "nothing after the interrupt");
+    }
+
+    #[test]
+    fn a_cursor_from_another_backend_is_refused() {
+        let env = env(MemStorage::with_log(3, 10));
+        let (mut s, sink) = open(&env);
+        let cursor =
+            json!({"_tag": "Some", "value": {"backendId": "old", "eventSequenceNumber": 2}});
+        s.handle_text(&pull("1", true, cursor));
+        let m = &sink.take_json()[0];
+        let error = &m["exit"]["cause"]["error"];
+        assert_eq!(error["_tag"], "BackendIdMismatchError", "{m}");
+        assert_eq!(
+            (&error["expected"], &error["received"]),
+            (&json!("B"), &json!("old"))
+        );
+    }
+
+    #[test]
+    fn pull_streams_per_socket_are_bounded() {
+        let env = env(MemStorage::default());
+        let (mut s, sink) = open(&env);
+        for i in 0..env.max_pull_streams {
+            s.handle_text(&pull(&i.to_string(), true, none()));
+        }
+        assert_eq!(sink.take().len(), env.max_pull_streams);
+        s.handle_text(&pull("extra", true, none()));
+        let m = &sink.take_json()[0];
+        assert_eq!(m["requestId"], "extra");
+        assert_eq!(m["exit"]["cause"]["_tag"], "Die", "{m}");
+        // Reusing an open stream's id replaces it rather than adding one.
+        s.handle_text(&pull("0", true, none()));
+        assert_eq!(page(&sink.take_json()[0]).1, "NoMore");
+    }
+
+    #[test]
+    fn a_stale_push_gets_server_ahead() {
+        let env = env(MemStorage::with_log(3, 10));
+        let (mut s, sink) = open(&env);
+        s.handle_text(&push("p", 1, 1, none()));
+        let error = &sink.take_json()[0]["exit"]["cause"]["error"];
+        assert_eq!(
+            *error,
+            json!({"minimumExpectedNum": 3, "providedNum": 0, "_tag": "ServerAheadError"})
+        );
+    }
+
+    #[test]
+    fn a_failed_page_read_fails_the_stream_and_nothing_follows() {
+        let storage = Arc::new(MemStorage::with_log(250, 10));
+        // One page per read, so each chunk reads storage again.
+        let limits = crate::sync::Limits {
+            read_rows: 100,
+            ..Default::default()
+        };
+        let env = env_with(storage.clone(), limits, 1);
+        let (mut s, sink) = open(&env);
+        let (mut pusher, _) = open(&env);
+        s.handle_text(&pull("1", true, none()));
+        assert_eq!(sink.take_json().len(), 1);
+        storage.fail_reads.store(true, SeqCst);
+        s.handle_text(r#"{"_tag":"Ack","requestId":"1"}"#);
+        let m = &sink.take_json()[0];
+        assert_eq!(m["exit"]["cause"]["error"]["_tag"], "UnknownError", "{m}");
+        storage.fail_reads.store(false, SeqCst);
+        pusher.handle_text(&push("p", 251, 1, none()));
+        s.handle_text(r#"{"_tag":"Ack","requestId":"1"}"#);
+        assert!(sink.take().is_empty(), "no chunk after the failure");
     }
 }

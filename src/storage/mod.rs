@@ -2,22 +2,14 @@
 //!
 //! The sync core (`crate::sync`) only talks to [`Storage`]; `postgres.rs` is
 //! the implementation used in production. A second, embedded backend can be
-//! added next to it without touching the protocol or the core.
+//! added next to it without touching the protocol or the core. Storage uses
+//! only the leaf model (`crate::model`).
 
 pub mod postgres;
 
 use std::time::SystemTime;
 
-use crate::sync::event::{Event, StoredEvent};
-
-/// What the server keeps about a store besides its events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreMeta {
-    /// seq_num of the last event (0: empty).
-    pub head: i64,
-    /// Random id that changes when the store's history is wiped.
-    pub backend_id: String,
-}
+use crate::model::{Event, StoreMeta, StoredEvent};
 
 /// A storage failure (connection lost, pool exhausted, disk full, …).
 /// The caller answers the request with an error and keeps the connection;
@@ -86,52 +78,4 @@ pub trait Storage: Send + Sync {
 
     /// Cheap liveness probe for `/health`.
     fn health(&self) -> Result<(), StorageError>;
-}
-
-/// A new random backend id: 21 characters of `[A-Za-z0-9_-]`, like the
-/// reference server's nanoid.
-pub fn new_backend_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
-    let mut bytes = [0u8; 21];
-    if !read_urandom(&mut bytes) {
-        // No /dev/urandom: fall back to the std hasher's per-process random
-        // keys mixed with the time; uniqueness is all a backend id needs.
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        for (i, b) in bytes.iter_mut().enumerate() {
-            h.write_usize(i);
-            h.write_u128(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos(),
-            );
-            *b = h.finish() as u8;
-        }
-    }
-    bytes
-        .iter()
-        .map(|b| ALPHABET[(b & 63) as usize] as char)
-        .collect()
-}
-
-fn read_urandom(buf: &mut [u8]) -> bool {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .is_ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn backend_ids_look_like_nanoids_and_differ() {
-        let a = super::new_backend_id();
-        let b = super::new_backend_id();
-        assert_eq!(a.len(), 21);
-        assert!(a
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
-        assert_ne!(a, b);
-    }
 }

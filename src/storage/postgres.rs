@@ -14,8 +14,9 @@ use postgres::types::{ToSql, Type};
 use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::{new_backend_id, AppendError, Storage, StorageError, StoreMeta};
-use crate::sync::event::{Event, StoredEvent};
+use super::{AppendError, Storage, StorageError};
+use crate::model::{new_backend_id, StoreMeta};
+use crate::model::{Event, StoredEvent};
 
 /// The schema, applied idempotently at every start.
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");

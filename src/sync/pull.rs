@@ -1,30 +1,35 @@
-//! Pull planning: the events in `(cursor, head]`, read from storage
-//! `storage_read_rows` (1,000) rows at a time and cut into pages of at most 100 events and
-//! about 900 kB, each with the exact number of events still to come.
+//! Pulls: the events after a cursor, read from storage `read_rows` at a time
+//! and cut into pages (the model's page rule), each with the exact number of
+//! events still to come; and, for a live pull, the switch to live batches
+//! after the last page.
+//!
+//! A [`Pull`] is handed out by [`Store::pull`]. It owns the paging, the
+//! subscription and the switch to live, so a session cannot forget a step:
+//! the page is queued by the caller's closure before the switch happens (so
+//! no live batch lands between two pages of one answer), a failed read ends
+//! the subscription (no gap), and dropping the pull unsubscribes.
 //!
 //! The store's log is contiguous (seq_nums 1..=head, enforced by the chain
 //! check and the primary key), so "events still to come" is `head - last`.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use super::event::StoredEvent;
+use super::sink::Gone;
+use super::store::{GoLive, Store, SubId};
+use crate::model::{page_len, StoreMeta, StoredEvent};
 use crate::storage::{Storage, StorageError};
-
-/// At most this many events per page (the reference server's page size; 0.4
-/// clients also rely on it).
-pub const PAGE_EVENTS: usize = 100;
-/// At most about this many bytes of event JSON per page (0.4's limit).
-pub const PAGE_BYTES: usize = 900_000;
 
 /// One page of a pull answer.
 #[derive(Debug)]
 pub struct Page {
     pub events: Vec<StoredEvent>,
-    /// Events after this page; 0 on the last page.
+    /// Events after this page; 0 on the last page (and on every page read
+    /// after the answer's end, see [`Pull::send_next`]).
     pub remaining: i64,
 }
 
-/// The pages of one pull, produced on demand.
+/// The pages of one range of the log, produced on demand.
 pub struct Backlog {
     store_id: String,
     /// Last seq_num handed out so far.
@@ -37,15 +42,14 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    /// Events with `cursor < seq_num <= head`; a negative cursor counts as 0
-    /// (a 0.3 cursor is any JSON number: see [`cursor_from_f64`]).
+    /// Events with `cursor < seq_num <= head`; a negative cursor counts as 0.
     pub fn new(store_id: &str, cursor: i64, head: i64, read_rows: usize) -> Backlog {
         Backlog {
             store_id: store_id.to_string(),
             after: cursor.max(0),
             up_to: head,
             buf: VecDeque::new(),
-            read_rows: read_rows.max(PAGE_EVENTS),
+            read_rows: read_rows.max(crate::model::PAGE_EVENTS),
             sent_any: false,
             done: false,
         }
@@ -61,61 +65,196 @@ impl Backlog {
         self.after
     }
 
+    /// Continues the range up to `head` (after its end was handed out).
+    fn extend_to(&mut self, head: i64) {
+        if head > self.up_to {
+            self.up_to = head;
+            self.done = false;
+        }
+    }
+
     /// The next page, or `None` after the last one. An empty range yields
     /// exactly one empty page with `remaining == 0`.
     pub fn next_page(&mut self, storage: &dyn Storage) -> Result<Option<Page>, StorageError> {
         if self.done {
             return Ok(None);
         }
-        let mut events = Vec::new();
-        let mut bytes = 0;
-        while events.len() < PAGE_EVENTS {
-            if self.buf.is_empty() {
-                let from = events
-                    .last()
-                    .map_or(self.after, |e: &StoredEvent| e.event.seq_num);
-                if from >= self.up_to {
-                    break;
-                }
-                self.buf
-                    .extend(storage.read(&self.store_id, from, self.up_to, self.read_rows)?);
-                if self.buf.is_empty() {
-                    // A gap at the end of the log (cannot happen with a
-                    // contiguous log); stop rather than loop.
-                    self.up_to = from;
-                    break;
-                }
-            }
-            let size = self.buf.front().map_or(0, |e| e.event.json_len_estimate());
-            if !events.is_empty() && bytes + size > PAGE_BYTES {
+        // A page's worth buffered (or all that is left), then the page rule.
+        let mut from = self.buf.back().map_or(self.after, |e| e.event.seq_num);
+        while self.buf.len() < crate::model::PAGE_EVENTS && from < self.up_to {
+            let rows = storage.read(&self.store_id, from, self.up_to, self.read_rows)?;
+            let Some(last) = rows.last() else {
+                // A gap at the end of the log (cannot happen with a
+                // contiguous log); stop rather than loop.
+                self.up_to = from;
                 break;
-            }
-            bytes += size;
-            events.extend(self.buf.pop_front());
+            };
+            from = last.event.seq_num;
+            self.buf.extend(rows);
         }
-        if events.is_empty() && self.sent_any {
+        let n = page_len(self.buf.make_contiguous());
+        if n == 0 && self.sent_any {
             self.done = true;
             return Ok(None);
         }
+        let events: Vec<StoredEvent> = self.buf.drain(..n).collect();
         if let Some(last) = events.last() {
             self.after = last.event.seq_num;
         }
         let remaining = (self.up_to - self.after).max(0);
         self.sent_any = true;
         self.done = remaining == 0;
+        if self.done {
+            // A live pull lives on; its read buffer need not.
+            self.buf = VecDeque::new();
+        }
         Ok(Some(Page { events, remaining }))
     }
 }
 
-/// A 0.3 cursor is any JSON number: events strictly greater than it are
-/// wanted, so a fractional cursor counts from its floor.
-pub fn cursor_from_f64(c: f64) -> i64 {
-    if c.is_nan() || c < 0.0 {
-        0
-    } else if c >= i64::MAX as f64 {
-        i64::MAX
-    } else {
-        c.floor() as i64
+/// Why a pull could not start.
+#[derive(Debug)]
+pub enum PullRefused {
+    /// The client's cursor is from another incarnation of the store (0.4).
+    BackendIdMismatch {
+        expected: String,
+        received: String,
+    },
+    Storage(StorageError),
+}
+
+/// Why a pull stopped; either way it is over (and unsubscribed).
+#[derive(Debug)]
+pub enum PullError {
+    /// A page could not be read. The caller answers with an error; no
+    /// later page or live batch goes out on this pull, so there is no gap.
+    Storage(StorageError),
+    /// The socket is gone.
+    Gone,
+}
+
+/// Where a pull stands after [`Pull::send_next`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// More pages to send.
+    More,
+    /// The answer is complete: a non-live pull is over, a live one now
+    /// receives live batches (until it is dropped).
+    Done,
+}
+
+/// One pull: its pages, then (live pulls) its live batches. Dropping it
+/// ends the subscription.
+pub struct Pull {
+    store: Arc<Store>,
+    sub: Option<SubId>,
+    backlog: Backlog,
+    meta: StoreMeta,
+    /// The answer's last page went out; pages read after that (batches that
+    /// overflowed the hold) carry `remaining == 0`, like live batches.
+    answered: bool,
+    live: bool,
+}
+
+impl Pull {
+    pub(crate) fn new(store: Arc<Store>, sub: Option<SubId>, from: i64, meta: StoreMeta) -> Pull {
+        let backlog = Backlog::new(store.id(), from, meta.head, store.limits().read_rows);
+        Pull {
+            store,
+            sub,
+            backlog,
+            meta,
+            answered: false,
+            live: false,
+        }
+    }
+
+    /// A subscription that is live already (no pages).
+    pub(crate) fn live(store: Arc<Store>, sub: SubId, meta: StoreMeta) -> Pull {
+        let mut p = Pull::new(store, Some(sub), meta.head, meta);
+        p.backlog.done = true;
+        p.answered = true;
+        p.live = true;
+        p
+    }
+
+    /// The store's backend id and head when the pull started.
+    pub fn meta(&self) -> &StoreMeta {
+        &self.meta
+    }
+
+    /// True for a live pull once its answer is complete.
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// True once the answer is complete (a live pull is then live).
+    pub fn is_done(&self) -> bool {
+        self.backlog.is_done() && (self.sub.is_none() || self.live)
+    }
+
+    /// Reads the next page and hands it to `send`, which queues it. After
+    /// the last page, a live pull goes live (held batches follow the page).
+    pub fn send_next(
+        &mut self,
+        send: impl FnOnce(&Page) -> Result<(), Gone>,
+    ) -> Result<Progress, PullError> {
+        if self.is_done() {
+            return Ok(Progress::Done);
+        }
+        let read = self.backlog.next_page(self.store.storage());
+        let mut page = match read {
+            Ok(Some(page)) => page,
+            Ok(None) => return self.finish(),
+            Err(e) => {
+                self.end();
+                return Err(PullError::Storage(e));
+            }
+        };
+        if self.answered {
+            page.remaining = 0;
+        }
+        if send(&page).is_err() {
+            self.end();
+            return Err(PullError::Gone);
+        }
+        if !self.backlog.is_done() {
+            return Ok(Progress::More);
+        }
+        self.answered = true;
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<Progress, PullError> {
+        let Some(sub) = self.sub else {
+            return Ok(Progress::Done);
+        };
+        match self.store.go_live(sub, self.backlog.last_sent()) {
+            GoLive::Live => {
+                self.live = true;
+                Ok(Progress::Done)
+            }
+            GoLive::Behind(head) => {
+                self.backlog.extend_to(head);
+                Ok(Progress::More)
+            }
+            GoLive::Gone => {
+                self.sub = None;
+                Err(PullError::Gone)
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        if let Some(sub) = self.sub.take() {
+            self.store.unsubscribe(sub);
+        }
+    }
+}
+
+impl Drop for Pull {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
@@ -123,10 +262,6 @@ pub fn cursor_from_f64(c: f64) -> i64 {
 mod tests {
     use super::*;
     use crate::sync::testing::MemStorage;
-
-    fn log(n: i64, size: usize) -> MemStorage {
-        MemStorage::with_log(n, size)
-    }
 
     fn pages(st: &MemStorage, cursor: i64, head: i64) -> Vec<(Vec<i64>, i64)> {
         let mut b = Backlog::new("s", cursor, head, 130);
@@ -143,7 +278,7 @@ mod tests {
 
     #[test]
     fn pages_of_100_with_exact_remaining() {
-        let st = log(250, 10);
+        let st = MemStorage::with_log(250, 10);
         let p = pages(&st, 0, 250);
         assert_eq!(
             p.iter().map(|(e, r)| (e.len(), *r)).collect::<Vec<_>>(),
@@ -155,7 +290,7 @@ mod tests {
 
     #[test]
     fn empty_range_gives_one_empty_page() {
-        let st = log(5, 10);
+        let st = MemStorage::with_log(5, 10);
         assert_eq!(pages(&st, 5, 5), vec![(vec![], 0)]);
         // A cursor beyond the head (the store was reset) too.
         assert_eq!(pages(&st, 9, 5), vec![(vec![], 0)]);
@@ -163,7 +298,7 @@ mod tests {
 
     #[test]
     fn the_head_snapshot_bounds_the_backlog() {
-        let st = log(50, 10);
+        let st = MemStorage::with_log(50, 10);
         let p = pages(&st, 10, 40);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].0, (11..=40).collect::<Vec<_>>());
@@ -171,17 +306,13 @@ mod tests {
 
     #[test]
     fn pages_are_cut_by_bytes_too() {
-        let st = log(10, 300_000);
-        let p = pages(&st, 0, 10);
-        assert!(p.iter().all(|(e, _)| e.len() <= 3 && !e.is_empty()));
-        assert_eq!(p.last().unwrap().1, 0);
-        assert_eq!(p.iter().map(|(e, _)| e.len()).sum::<usize>(), 10);
-    }
-
-    #[test]
-    fn cursors_from_json_numbers() {
-        assert_eq!(cursor_from_f64(2.5), 2);
-        assert_eq!(cursor_from_f64(-3.0), 0);
-        assert_eq!(cursor_from_f64(7.0), 7);
+        // 300 kB events: two per page under the 900 kB rule.
+        let st = MemStorage::with_log(5, 300_000);
+        let p = pages(&st, 0, 5);
+        assert_eq!(
+            p,
+            vec![(vec![1, 2], 3), (vec![3, 4], 1), (vec![5], 0)],
+            "pages of two 300 kB events"
+        );
     }
 }

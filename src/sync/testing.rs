@@ -1,34 +1,78 @@
-//! An in-memory [`Storage`] for the core's unit tests: the push and pull
-//! rules are tested on it without a database (the PostgreSQL storage has its
-//! own tests against a real server).
+//! Test doubles for the core's and the sessions' unit tests: an in-memory
+//! [`Storage`] (the PostgreSQL storage has its own tests against a real
+//! server) and a recording [`Sink`] (the socket writer has its own tests on
+//! loopback sockets). With them the push/pull rules and each session state
+//! are tested without I/O.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-use crate::storage::{AppendError, Storage, StorageError, StoreMeta};
-use crate::sync::event::{ev, Event, StoredEvent};
+use super::sink::{ConnId, Gone, Msg, Sink};
+use crate::model::{ev, Event, StoreMeta, StoredEvent};
+use crate::storage::{AppendError, Storage, StorageError};
 
-/// One store's log in memory (store ids are ignored).
+/// Each store's log and backend id in memory.
 #[derive(Default)]
-pub struct MemStorage(pub Mutex<Vec<StoredEvent>>);
+pub struct MemStorage {
+    stores: Mutex<HashMap<String, (Vec<StoredEvent>, String)>>,
+    /// When set, `read` fails (a page read that fails mid-pull).
+    pub fail_reads: AtomicBool,
+}
+
+impl MemStorage {
+    /// A store `s` with events `1..=n` whose args are a `size`-byte string.
+    pub fn with_log(n: i64, size: usize) -> MemStorage {
+        let m = MemStorage::default();
+        let args = format!("\"{}\"", "x".repeat(size));
+        let log = (1..=n)
+            .map(|i| StoredEvent {
+                event: ev(i, &args),
+                created_at: SystemTime::UNIX_EPOCH,
+            })
+            .collect();
+        m.stores.lock().insert("s".into(), (log, "B".into()));
+        m
+    }
+
+    /// Appends as another process would (no hub involved).
+    pub fn append_behind_the_back(&self, store: &str, events: &[Event]) {
+        let mut stores = self.stores.lock();
+        let (log, _) = stores
+            .entry(store.to_string())
+            .or_insert_with(|| (Vec::new(), "B".into()));
+        log.extend(events.iter().map(|e| StoredEvent {
+            event: e.clone(),
+            created_at: SystemTime::UNIX_EPOCH,
+        }));
+    }
+}
 
 impl Storage for MemStorage {
-    fn open_store(&self, _: &str) -> Result<StoreMeta, StorageError> {
-        let log = self.0.lock();
+    fn open_store(&self, id: &str) -> Result<StoreMeta, StorageError> {
+        let mut stores = self.stores.lock();
+        let (log, bid) = stores
+            .entry(id.to_string())
+            .or_insert_with(|| (Vec::new(), "B".into()));
         Ok(StoreMeta {
             head: log.last().map_or(0, |e| e.event.seq_num),
-            backend_id: "B".into(),
+            backend_id: bid.clone(),
         })
     }
     fn append(
         &self,
-        _: &str,
+        id: &str,
         expected: i64,
         events: &[Event],
         t: SystemTime,
     ) -> Result<(), AppendError> {
-        let mut log = self.0.lock();
+        let mut stores = self.stores.lock();
+        let (log, _) = stores
+            .entry(id.to_string())
+            .or_insert_with(|| (Vec::new(), "B".into()));
         let head = log.last().map_or(0, |e| e.event.seq_num);
         if head != expected {
             return Err(AppendError::Conflict { head });
@@ -41,21 +85,27 @@ impl Storage for MemStorage {
     }
     fn read(
         &self,
-        _: &str,
+        id: &str,
         after: i64,
         up_to: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StorageError> {
-        let log = self.0.lock();
-        Ok(log
-            .iter()
-            .filter(|e| e.event.seq_num > after && e.event.seq_num <= up_to)
-            .take(limit)
-            .cloned()
-            .collect())
+        if self.fail_reads.load(SeqCst) {
+            return Err(StorageError("read failed (test)".into()));
+        }
+        let stores = self.stores.lock();
+        Ok(stores.get(id).map_or_else(Vec::new, |(log, _)| {
+            log.iter()
+                .filter(|e| e.event.seq_num > after && e.event.seq_num <= up_to)
+                .take(limit)
+                .cloned()
+                .collect()
+        }))
     }
-    fn reset(&self, _: &str, _: &str) -> Result<(), StorageError> {
-        self.0.lock().clear();
+    fn reset(&self, id: &str, backend_id: &str) -> Result<(), StorageError> {
+        self.stores
+            .lock()
+            .insert(id.to_string(), (Vec::new(), backend_id.to_string()));
         Ok(())
     }
     fn health(&self) -> Result<(), StorageError> {
@@ -63,17 +113,71 @@ impl Storage for MemStorage {
     }
 }
 
-impl MemStorage {
-    /// A log of events `1..=n` whose args are a `size`-byte string.
-    pub fn with_log(n: i64, size: usize) -> MemStorage {
-        let args = format!("\"{}\"", "x".repeat(size));
-        MemStorage(Mutex::new(
-            (1..=n)
-                .map(|i| StoredEvent {
-                    event: ev(i, &args),
-                    created_at: SystemTime::UNIX_EPOCH,
-                })
-                .collect(),
-        ))
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// A socket that records what would be written. It holds `capacity`
+/// messages until taken; past that it is dropped, like a slow socket.
+pub struct RecordingSink {
+    id: ConnId,
+    capacity: usize,
+    pub sent: Mutex<Vec<String>>,
+    pub closed: Mutex<Option<u16>>,
+    gone: AtomicBool,
+}
+
+impl RecordingSink {
+    pub fn new(capacity: usize) -> Arc<RecordingSink> {
+        Arc::new(RecordingSink {
+            id: NEXT.fetch_add(1, SeqCst),
+            capacity,
+            sent: Mutex::new(Vec::new()),
+            closed: Mutex::new(None),
+            gone: AtomicBool::new(false),
+        })
+    }
+
+    /// Takes what was sent so far (the writer "wrote" it).
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.sent.lock())
+    }
+
+    /// Takes what was sent, each parsed as JSON.
+    pub fn take_json(&self) -> Vec<serde_json::Value> {
+        self.take()
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap_or_else(|e| panic!("{e}: {t}")))
+            .collect()
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(SeqCst)
+    }
+}
+
+impl Sink for RecordingSink {
+    fn id(&self) -> ConnId {
+        self.id
+    }
+    fn label(&self) -> &str {
+        "test"
+    }
+    fn try_send(&self, msg: Msg) -> Result<(), Gone> {
+        if self.is_gone() {
+            return Err(Gone);
+        }
+        let mut sent = self.sent.lock();
+        if sent.len() >= self.capacity {
+            self.gone.store(true, SeqCst);
+            return Err(Gone);
+        }
+        sent.push(msg.to_text());
+        Ok(())
+    }
+    fn send(&self, msg: Msg) -> Result<(), Gone> {
+        self.try_send(msg)
+    }
+    fn close(&self, code: u16, _reason: &'static str) {
+        *self.closed.lock() = Some(code);
+        self.gone.store(true, SeqCst);
     }
 }

@@ -1,4 +1,5 @@
-//! The queue in front of one WebSocket's writer thread.
+//! The queue in front of one WebSocket's writer thread: the server's side
+//! of the core's [`Sink`].
 //!
 //! Everything that goes out on a socket passes through its `Outbox`: replies
 //! from the connection's own reader thread, broadcasts from other
@@ -6,9 +7,10 @@
 //! write to the socket happens under the outbox's write lock, so frames never
 //! interleave.
 //!
-//! The queue holds at most `capacity` messages. Senders holding a store's
-//! mutex never block on it (`try_send`): a socket whose queue is full is too
-//! slow to keep up and is dropped at once (its TCP connection is shut down).
+//! The queue holds at most `capacity` messages and `max_bytes` bytes.
+//! Senders holding a store's mutex never block on it (`try_send`): a socket
+//! whose queue is full is too slow to keep up and is dropped at once (its
+//! TCP connection is shut down).
 //! A 0.4 client reconnects and pulls what it missed (a 0.3 client does not
 //! pull again until its app reloads); everyone else is unaffected.
 //!
@@ -34,9 +36,11 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::protocol::ws_frame;
+use crate::sync::sink::{ConnId, Gone, Msg, Sink};
 
 /// One item for the writer thread. Kept small (24 bytes): each queued
 /// message occupies a channel slot of this size plus an 8-byte state word.
+/// The text variants are the core's [`Msg`] kinds, flattened to stay small.
 #[derive(Debug)]
 pub enum Outbound {
     /// A text message shared by several sockets (a broadcast).
@@ -71,8 +75,8 @@ impl Outbound {
         }
     }
 
-    /// Payload bytes (an upper bound for `Raw`).
-    fn len(&self) -> usize {
+    /// Payload bytes (an upper bound for `Raw`), as the queue's byte bound counts them.
+    pub fn queued_len(&self) -> usize {
         match self {
             Outbound::Text(t) => t.len(),
             Outbound::Owned(t) => t.len(),
@@ -85,11 +89,28 @@ impl Outbound {
     }
 }
 
-/// Returned when a message could not be queued because the socket is too
-/// slow (queue full) or already gone. The socket is being shut down; the
-/// caller just forgets the subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gone;
+impl From<Msg> for Outbound {
+    fn from(m: Msg) -> Outbound {
+        match m {
+            Msg::Shared(t) => Outbound::Text(t),
+            Msg::Owned(t) => Outbound::Owned(t),
+            Msg::Static(t) => Outbound::Static(t),
+            Msg::Wrapped(w) => Outbound::Wrapped(w),
+        }
+    }
+}
+
+/// The bounds of one socket's queue.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Messages queued before the socket counts as too slow.
+    pub capacity: usize,
+    /// Bytes queued before the socket counts as too slow (one message larger
+    /// than this is still taken when nothing else is queued).
+    pub max_bytes: usize,
+    /// How long the connection's own reply may wait for room.
+    pub reply_timeout: Duration,
+}
 
 /// Replies up to this size may be written by the reader itself; larger ones
 /// (pull pages) always go through the writer, so that reading the next page
@@ -102,9 +123,11 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct Outbox {
     id: u64,
     tx: Sender<Outbound>,
-    capacity: usize,
+    limits: QueueLimits,
     /// Messages queued and not yet taken by the writer under the write lock.
     pending: AtomicUsize,
+    /// Their payload bytes.
+    bytes: AtomicUsize,
     /// Held around every write to the socket.
     write_lock: Mutex<()>,
     /// Set by the writer once it has written a close frame: nothing may follow.
@@ -121,10 +144,10 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// A queue of up to `capacity` messages; `stream` is the socket (None in
-    /// tests: then every message is queued).
+    /// A queue within `limits`; `stream` is the socket (None in tests: then
+    /// every message is queued).
     pub fn new(
-        capacity: usize,
+        limits: QueueLimits,
         stream: Option<Arc<TcpStream>>,
         label: String,
     ) -> (Arc<Outbox>, Receiver<Outbound>) {
@@ -134,8 +157,9 @@ impl Outbox {
             Arc::new(Outbox {
                 id,
                 tx,
-                capacity,
+                limits,
                 pending: AtomicUsize::new(0),
+                bytes: AtomicUsize::new(0),
                 write_lock: Mutex::new(()),
                 closed: AtomicBool::new(false),
                 room: Condvar::new(),
@@ -162,7 +186,7 @@ impl Outbox {
         if self.is_dead() {
             return Err(Gone);
         }
-        if !self.reserve() {
+        if !self.reserve(msg.queued_len()) {
             self.kill("outbound queue full (client too slow)");
             return Err(Gone);
         }
@@ -181,7 +205,8 @@ impl Outbox {
             return done;
         }
         let deadline = Instant::now() + timeout;
-        while !self.reserve() {
+        let len = msg.queued_len();
+        while !self.reserve(len) {
             let mut g = self.room_lock.lock();
             self.waiting.store(true, SeqCst);
             // Both checked under the lock that `taken` and `kill` notify
@@ -189,7 +214,7 @@ impl Outbox {
             if self.is_dead() {
                 return Err(Gone);
             }
-            if self.pending.load(SeqCst) < self.capacity {
+            if self.has_room(len) {
                 continue;
             }
             if self.room.wait_until(&mut g, deadline).timed_out() {
@@ -199,16 +224,6 @@ impl Outbox {
             }
         }
         self.enqueue(msg)
-    }
-
-    pub fn send_text(&self, text: String, timeout: Duration) -> Result<(), Gone> {
-        self.send(Outbound::Owned(text.into()), timeout)
-    }
-
-    /// [`Outbox::try_send`] for a reply queued under a store's mutex (an
-    /// accepted push's ack, ahead of its broadcast).
-    pub fn try_send_text(&self, text: String) -> Result<(), Gone> {
-        self.try_send(Outbound::Owned(text.into()))
     }
 
     /// Asks the writer to send a close frame and end the connection. If the
@@ -253,13 +268,14 @@ impl Outbox {
         self.write_lock.lock()
     }
 
-    /// For the writer thread, under [`Outbox::lock_writes`]: one message was
-    /// taken off the queue (`close` if it is a close frame).
-    pub fn taken(&self, close: bool) {
-        if close {
+    /// For the writer thread, under [`Outbox::lock_writes`]: `msg` was
+    /// taken off the queue.
+    pub fn taken(&self, msg: &Outbound) {
+        if matches!(msg, Outbound::Close(..)) {
             self.closed.store(true, SeqCst);
         }
         self.pending.fetch_sub(1, SeqCst);
+        self.bytes.fetch_sub(msg.queued_len(), SeqCst);
         if self.waiting.load(SeqCst) {
             let _g = self.room_lock.lock();
             self.waiting.store(false, SeqCst);
@@ -267,14 +283,23 @@ impl Outbox {
         }
     }
 
-    /// Counts a message in if there is room.
-    fn reserve(&self) -> bool {
-        if self.pending.fetch_add(1, SeqCst) < self.capacity {
+    /// Counts a message of `len` bytes in if there is room.
+    fn reserve(&self, len: usize) -> bool {
+        let n = self.pending.fetch_add(1, SeqCst);
+        let b = self.bytes.fetch_add(len, SeqCst);
+        if n < self.limits.capacity && (b == 0 || b + len <= self.limits.max_bytes) {
             true
         } else {
             self.pending.fetch_sub(1, SeqCst);
+            self.bytes.fetch_sub(len, SeqCst);
             false
         }
+    }
+
+    fn has_room(&self, len: usize) -> bool {
+        let b = self.bytes.load(SeqCst);
+        self.pending.load(SeqCst) < self.limits.capacity
+            && (b == 0 || b + len <= self.limits.max_bytes)
     }
 
     fn enqueue(&self, msg: Outbound) -> Result<(), Gone> {
@@ -290,7 +315,7 @@ impl Outbox {
     /// the writer is idle. `None`: queue it instead.
     fn write_now(&self, msg: &Outbound) -> Option<Result<(), Gone>> {
         let stream = self.stream.as_ref()?;
-        if msg.len() > DIRECT_MAX || self.pending.load(SeqCst) != 0 {
+        if msg.queued_len() > DIRECT_MAX || self.pending.load(SeqCst) != 0 {
             return None;
         }
         if matches!(msg, Outbound::Close(..) | Outbound::Finish) {
@@ -302,7 +327,7 @@ impl Outbox {
         if self.pending.load(SeqCst) != 0 || self.closed.load(SeqCst) {
             return None;
         }
-        let mut buf = Vec::with_capacity(msg.len() + 10);
+        let mut buf = Vec::with_capacity(msg.queued_len() + 10);
         msg.encode(&mut buf);
         Some(self.write_locked(&g, stream, &buf))
     }
@@ -322,11 +347,41 @@ impl Outbox {
     }
 }
 
+impl Sink for Outbox {
+    fn id(&self) -> ConnId {
+        self.id
+    }
+
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn try_send(&self, msg: Msg) -> Result<(), Gone> {
+        Outbox::try_send(self, msg.into())
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), Gone> {
+        Outbox::send(self, msg.into(), self.limits.reply_timeout)
+    }
+
+    fn close(&self, code: u16, reason: &'static str) {
+        Outbox::close(self, code, reason)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Read;
     use std::net::TcpListener;
+
+    fn q(capacity: usize) -> QueueLimits {
+        QueueLimits {
+            capacity,
+            max_bytes: 1 << 20,
+            reply_timeout: Duration::from_secs(1),
+        }
+    }
 
     #[test]
     fn outbound_stays_small() {
@@ -335,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_marks_the_socket_dead() {
-        let (ob, rx) = Outbox::new(2, None, "test".into());
+        let (ob, rx) = Outbox::new(q(2), None, "test".into());
         assert!(ob.try_send(Outbound::Finish).is_ok());
         assert!(ob.try_send(Outbound::Finish).is_ok());
         assert_eq!(ob.try_send(Outbound::Finish), Err(Gone));
@@ -350,7 +405,7 @@ mod tests {
         // The writer holds an `Arc<Outbox>`, so the channel never
         // disconnects: a kill must put something in it (issue: a failed
         // direct reply left the writer in `recv` forever).
-        let (ob, rx) = Outbox::new(2, None, "test".into());
+        let (ob, rx) = Outbox::new(q(2), None, "test".into());
         let writer = {
             let ob = ob.clone();
             std::thread::spawn(move || {
@@ -365,7 +420,7 @@ mod tests {
 
     #[test]
     fn finish_is_queued_even_when_full_or_dead() {
-        let (ob, rx) = Outbox::new(1, None, "test".into());
+        let (ob, rx) = Outbox::new(q(1), None, "test".into());
         ob.try_send(Outbound::Static("a")).unwrap();
         ob.finish();
         assert!(matches!(rx.try_recv(), Ok(Outbound::Static("a"))));
@@ -377,8 +432,34 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_is_bounded_by_bytes_too() {
+        let limits = QueueLimits {
+            capacity: 100,
+            max_bytes: 10,
+            reply_timeout: Duration::from_millis(20),
+        };
+        let (ob, rx) = Outbox::new(limits, None, "test".into());
+        // One message larger than the bound is taken when nothing is queued.
+        ob.try_send(Outbound::Static("0123456789abc")).unwrap();
+        let big = rx.try_recv().unwrap();
+        ob.taken(&big);
+        ob.try_send(Outbound::Static("0123456")).unwrap();
+        // A reply waits for room, then gives up and drops the socket.
+        assert_eq!(
+            ob.send(Outbound::Static("0123"), limits.reply_timeout),
+            Err(Gone)
+        );
+        assert!(ob.is_dead());
+        let (ob, _rx) = Outbox::new(limits, None, "test".into());
+        ob.try_send(Outbound::Static("0123456")).unwrap();
+        // A broadcast that does not fit drops the socket at once.
+        assert_eq!(ob.try_send(Outbound::Static("0123")), Err(Gone));
+        assert!(ob.is_dead());
+    }
+
+    #[test]
     fn a_gone_writer_is_reported() {
-        let (ob, rx) = Outbox::new(2, None, "test".into());
+        let (ob, rx) = Outbox::new(q(2), None, "test".into());
         drop(rx);
         assert_eq!(
             ob.send(Outbound::Finish, Duration::from_millis(10)),
@@ -388,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_reply_waits_for_room_and_gets_it_when_the_writer_takes_one() {
-        let (ob, rx) = Outbox::new(1, None, "test".into());
+        let (ob, rx) = Outbox::new(q(1), None, "test".into());
         ob.try_send(Outbound::Static("a")).unwrap();
         let writer = {
             let ob = ob.clone();
@@ -396,7 +477,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(50));
                 let _g = ob.lock_writes();
                 let m = rx.recv().unwrap();
-                ob.taken(false);
+                ob.taken(&m);
                 (m, rx)
             })
         };
@@ -412,7 +493,7 @@ mod tests {
 
     #[test]
     fn a_reply_that_never_gets_room_kills_the_socket() {
-        let (ob, _rx) = Outbox::new(1, None, "test".into());
+        let (ob, _rx) = Outbox::new(q(1), None, "test".into());
         ob.try_send(Outbound::Static("a")).unwrap();
         let err = ob.send(Outbound::Static("b"), Duration::from_millis(20));
         assert_eq!(err, Err(Gone));
@@ -433,7 +514,7 @@ mod tests {
     #[test]
     fn a_small_reply_is_written_at_once_when_nothing_is_queued() {
         let (server, mut client) = pair();
-        let (ob, rx) = Outbox::new(8, Some(server), "test".into());
+        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into());
         ob.send(Outbound::Static("pong"), Duration::from_secs(1))
             .unwrap();
         assert!(rx.is_empty(), "written directly, not queued");
@@ -445,7 +526,7 @@ mod tests {
     #[test]
     fn a_reply_queues_behind_what_is_already_queued() {
         let (server, _client) = pair();
-        let (ob, rx) = Outbox::new(8, Some(server), "test".into());
+        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into());
         ob.try_send(Outbound::Static("event")).unwrap();
         ob.send(Outbound::Static("pong"), Duration::from_secs(1))
             .unwrap();
@@ -456,7 +537,7 @@ mod tests {
     #[test]
     fn a_reply_queues_while_the_writer_is_writing() {
         let (server, _client) = pair();
-        let (ob, rx) = Outbox::new(8, Some(server), "test".into());
+        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into());
         let g = ob.lock_writes();
         ob.send(Outbound::Static("pong"), Duration::from_secs(1))
             .unwrap();
@@ -467,20 +548,22 @@ mod tests {
     #[test]
     fn large_replies_and_replies_after_a_close_frame_are_queued() {
         let (server, _client) = pair();
-        let (ob, rx) = Outbox::new(8, Some(server), "test".into());
+        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into());
         let page: Arc<str> = "x".repeat(DIRECT_MAX + 1).into();
         ob.send(Outbound::Text(page), Duration::from_secs(1))
             .unwrap();
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Text(_))));
+        let m = rx.try_recv().unwrap();
+        assert!(matches!(m, Outbound::Text(_)));
         {
             let _g = ob.lock_writes();
-            ob.taken(false);
+            ob.taken(&m);
         }
         ob.close(1001, "bye");
         {
             let _g = ob.lock_writes();
-            assert!(matches!(rx.try_recv(), Ok(Outbound::Close(..))));
-            ob.taken(true);
+            let m = rx.try_recv().unwrap();
+            assert!(matches!(m, Outbound::Close(..)));
+            ob.taken(&m);
         }
         ob.send(Outbound::Static("pong"), Duration::from_secs(1))
             .unwrap();

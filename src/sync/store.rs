@@ -1,0 +1,855 @@
+//! One store's shared state and its rules: push (chain check, persist,
+//! advance head, fan out), reset, and the subscription bookkeeping that keeps
+//! every socket's stream strictly increasing.
+//!
+//! Each store has one mutex. Under it: the head (loaded from storage on
+//! first use), the sockets attached to the store, and their subscriptions.
+//! A push holds the mutex across the chain check, the database write and the
+//! fan-out, so seq_nums are assigned, persisted and delivered in one order.
+//! Nothing under the mutex blocks on a socket: the fan-out uses
+//! [`Sink::try_send`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+
+use super::pull::{Pull, PullRefused};
+use super::sink::{ConnId, Gone, Sink};
+use super::Limits;
+use crate::model::{check_chain, new_backend_id, ChainError, Event, StoreMeta, StoredEvent};
+use crate::storage::{AppendError, Storage, StorageError};
+
+/// The wire formats a live batch is encoded in, each at most once per push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    V03 = 0,
+    V04 = 1,
+}
+
+const FORMATS: usize = 2;
+
+/// One accepted push (or a run of events appended elsewhere) as every
+/// subscriber receives it. Each wire format encodes it at most once (see
+/// [`LiveBatch::encoded`]), not once per socket.
+pub struct LiveBatch {
+    /// The pusher's request id (0.3 puts it in every broadcast).
+    pub origin: String,
+    pub backend_id: Arc<str>,
+    pub events: Vec<StoredEvent>,
+    /// Estimated JSON size, for the bound on what a backlog may hold.
+    bytes: usize,
+    memo: [OnceLock<Arc<str>>; FORMATS],
+}
+
+impl LiveBatch {
+    pub fn new(origin: String, backend_id: Arc<str>, events: Vec<StoredEvent>) -> LiveBatch {
+        let bytes = events.iter().map(|e| e.event.json_len_estimate()).sum();
+        LiveBatch {
+            origin,
+            backend_id,
+            events,
+            bytes,
+            memo: Default::default(),
+        }
+    }
+
+    /// The events from index `from` on, encoded by `encode`. The whole
+    /// batch (`from == 0`, the usual case) is encoded once per format and
+    /// shared by every subscriber; a tail is encoded for its caller alone.
+    pub fn encoded(
+        &self,
+        format: Format,
+        from: usize,
+        encode: impl FnOnce(&[StoredEvent]) -> String,
+    ) -> Arc<str> {
+        if from == 0 {
+            self.memo[format as usize]
+                .get_or_init(|| encode(&self.events).into())
+                .clone()
+        } else {
+            encode(&self.events[from..]).into()
+        }
+    }
+
+    pub fn last_seq(&self) -> i64 {
+        self.events.last().map_or(0, |e| e.event.seq_num)
+    }
+}
+
+/// How one subscription turns live batches into messages for its socket.
+/// Implemented by each wire generation; must not block.
+pub trait LiveSink: Send + Sync {
+    /// Queues `batch` (whole, when `from == 0`) or its events from index `from` on.
+    fn send_live(&self, batch: &LiveBatch, from: usize) -> Result<(), Gone>;
+}
+
+pub(crate) type SubId = u64;
+
+enum Phase {
+    /// A pull answer is being sent; live batches wait here until its last
+    /// page is out. Past `Limits::max_held_bytes` they are dropped and the
+    /// pull reads them from the log instead (`overflowed`).
+    Backlog {
+        held: Vec<Arc<LiveBatch>>,
+        held_bytes: usize,
+        overflowed: bool,
+    },
+    Live,
+}
+
+impl Phase {
+    fn backlog() -> Phase {
+        Phase::Backlog {
+            held: Vec::new(),
+            held_bytes: 0,
+            overflowed: false,
+        }
+    }
+}
+
+struct Subscription {
+    id: SubId,
+    conn: ConnId,
+    phase: Phase,
+    /// Highest seq_num sent on this subscription; nothing at or below it is sent again.
+    last_sent: i64,
+    sink: Arc<dyn LiveSink>,
+}
+
+impl Subscription {
+    /// Sends the part of `batch` above `last_sent`; false if the socket is gone.
+    fn deliver(&mut self, batch: &Arc<LiveBatch>) -> bool {
+        let from = batch
+            .events
+            .partition_point(|e| e.event.seq_num <= self.last_sent);
+        if from == batch.events.len() {
+            return true;
+        }
+        if self.sink.send_live(batch, from).is_err() {
+            return false;
+        }
+        self.last_sent = batch.last_seq();
+        true
+    }
+
+    /// Delivers (live) or holds (backlog) `batch`; false if the socket is gone.
+    fn offer(&mut self, batch: &Arc<LiveBatch>, max_held_bytes: usize) -> bool {
+        match &mut self.phase {
+            Phase::Live => self.deliver(batch),
+            Phase::Backlog {
+                held,
+                held_bytes,
+                overflowed,
+            } => {
+                if !*overflowed {
+                    if *held_bytes + batch.bytes > max_held_bytes {
+                        // The log has them: the pull reads them later.
+                        held.clear();
+                        *held_bytes = 0;
+                        *overflowed = true;
+                    } else {
+                        *held_bytes += batch.bytes;
+                        held.push(batch.clone());
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    meta: Option<StoreMeta>,
+    conns: HashMap<ConnId, Arc<dyn Sink>>,
+    subs: Vec<Subscription>,
+    next_sub: SubId,
+}
+
+/// One store's shared state; holds its storage.
+pub struct Store {
+    id: String,
+    storage: Arc<dyn Storage>,
+    limits: Limits,
+    state: Mutex<State>,
+}
+
+/// Why a push was refused. Every variant is answered to the pusher; the
+/// connection stays open.
+#[derive(Debug)]
+pub enum PushError {
+    /// The batch does not continue the log (a stale parent, or a broken chain).
+    Chain(ChainError),
+    /// A 0.4 client holds the history of another incarnation of this store.
+    BackendIdMismatch { expected: String, received: String },
+    /// Storage failed; nothing was written.
+    Storage(StorageError),
+}
+
+/// What the admin info request shows about a store.
+#[derive(Debug, Clone)]
+pub struct StoreInfo {
+    pub head: i64,
+    pub backend_id: String,
+    pub sockets: usize,
+    pub subscriptions: usize,
+}
+
+/// The end of a backlog, as [`Store::go_live`] sees it.
+pub(crate) enum GoLive {
+    /// Held batches went out; the subscription is live.
+    Live,
+    /// Batches were dropped while held: the pull must read up to this head
+    /// from the log first (the subscription stays in the backlog phase).
+    Behind(i64),
+    /// The socket is gone (the subscription was removed).
+    Gone,
+}
+
+/// A socket attached to a store (for reset and admin info); detaches it and
+/// all its subscriptions when dropped.
+pub struct Attachment {
+    store: Arc<Store>,
+    conn: ConnId,
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        let mut st = self.store.state.lock();
+        st.conns.remove(&self.conn);
+        st.subs.retain(|s| s.conn != self.conn);
+    }
+}
+
+impl Store {
+    pub(crate) fn new(id: &str, storage: Arc<dyn Storage>, limits: Limits) -> Store {
+        Store {
+            id: id.to_string(),
+            storage,
+            limits,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn storage(&self) -> &dyn Storage {
+        &*self.storage
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn with_meta<'a>(&self, st: &'a mut State) -> Result<&'a mut StoreMeta, StorageError> {
+        if st.meta.is_none() {
+            st.meta = Some(self.storage.open_store(&self.id)?);
+        }
+        Ok(st.meta.as_mut().expect("loaded above"))
+    }
+
+    /// Head and backend id, loading them on first use.
+    pub fn meta(&self) -> Result<StoreMeta, StorageError> {
+        let mut st = self.state.lock();
+        self.with_meta(&mut st).cloned()
+    }
+
+    /// Whether anything would be lost by forgetting this store's entry: a
+    /// socket or subscription still uses it.
+    pub(crate) fn in_use(&self) -> bool {
+        let st = self.state.lock();
+        !st.conns.is_empty() || !st.subs.is_empty()
+    }
+
+    /// Registers a socket (for reset and admin info) and loads the store.
+    pub fn attach(self: &Arc<Self>, sink: Arc<dyn Sink>) -> Result<Attachment, StorageError> {
+        let mut st = self.state.lock();
+        self.with_meta(&mut st)?;
+        let conn = sink.id();
+        st.conns.insert(conn, sink);
+        Ok(Attachment {
+            store: self.clone(),
+            conn,
+        })
+    }
+
+    /// A pull of the events after `from`, checked against `backend_id` when
+    /// the client names one. With `live` (the socket and how it encodes
+    /// batches), it subscribes first: batches pushed while its pages go out
+    /// are held, and follow its last page. See [`Pull`].
+    pub fn pull(
+        self: &Arc<Self>,
+        from: i64,
+        backend_id: Option<&str>,
+        live: Option<(ConnId, Arc<dyn LiveSink>)>,
+    ) -> Result<Pull, PullRefused> {
+        let mut st = self.state.lock();
+        let meta = self
+            .with_meta(&mut st)
+            .map_err(PullRefused::Storage)?
+            .clone();
+        if let Some(received) = backend_id {
+            if received != meta.backend_id {
+                return Err(PullRefused::BackendIdMismatch {
+                    expected: meta.backend_id,
+                    received: received.to_string(),
+                });
+            }
+        }
+        let sub = live.map(|(conn, sink)| {
+            st.next_sub += 1;
+            let id = st.next_sub;
+            st.subs.push(Subscription {
+                id,
+                conn,
+                phase: Phase::backlog(),
+                last_sent: from.max(0),
+                sink,
+            });
+            id
+        });
+        drop(st);
+        Ok(Pull::new(self.clone(), sub, from, meta))
+    }
+
+    /// A live subscription for every batch from now on, with no backlog (a
+    /// 0.3 socket is live from the moment it connects).
+    pub fn follow(
+        self: &Arc<Self>,
+        conn: ConnId,
+        sink: Arc<dyn LiveSink>,
+    ) -> Result<Pull, StorageError> {
+        let mut st = self.state.lock();
+        let meta = self.with_meta(&mut st)?.clone();
+        st.next_sub += 1;
+        let id = st.next_sub;
+        st.subs.push(Subscription {
+            id,
+            conn,
+            phase: Phase::Live,
+            last_sent: meta.head,
+            sink,
+        });
+        drop(st);
+        Ok(Pull::live(self.clone(), id, meta))
+    }
+
+    /// Ends subscription `sub`'s backlog: `last_sent` is the last seq_num the
+    /// backlog sent. Held batches above it go out now, in order, and the
+    /// subscription is live; unless batches were dropped while held.
+    pub(crate) fn go_live(&self, sub: SubId, last_sent: i64) -> GoLive {
+        let mut st = self.state.lock();
+        let head = st.meta.as_ref().map_or(0, |m| m.head);
+        let Some(pos) = st.subs.iter().position(|s| s.id == sub) else {
+            return GoLive::Gone;
+        };
+        let s = &mut st.subs[pos];
+        s.last_sent = s.last_sent.max(last_sent);
+        if let Phase::Backlog {
+            overflowed: true, ..
+        } = s.phase
+        {
+            s.phase = Phase::backlog();
+            return GoLive::Behind(head);
+        }
+        let held = match std::mem::replace(&mut s.phase, Phase::Live) {
+            Phase::Backlog { held, .. } => held,
+            Phase::Live => Vec::new(),
+        };
+        for batch in &held {
+            if !s.deliver(batch) {
+                st.subs.remove(pos);
+                return GoLive::Gone;
+            }
+        }
+        GoLive::Live
+    }
+
+    pub(crate) fn unsubscribe(&self, sub: SubId) {
+        self.state.lock().subs.retain(|s| s.id != sub);
+    }
+
+    /// The push rule. Under the store's mutex: check the backend id (0.4) and
+    /// the chain against the head, persist the batch, advance the head, call
+    /// `on_accepted` (which queues the pusher's ack, so it precedes the
+    /// broadcast on the pusher's socket), then fan the batch out to every
+    /// subscription of the store. An empty batch is accepted without any of that.
+    ///
+    /// A parent ahead of the cached head means another instance appended:
+    /// the head is read again from storage before the push is judged.
+    pub fn push(
+        &self,
+        origin: &str,
+        events: Vec<Event>,
+        backend_id: Option<&str>,
+        on_accepted: impl FnOnce(),
+    ) -> Result<(), PushError> {
+        if events.is_empty() {
+            on_accepted();
+            return Ok(());
+        }
+        let mut st = self.state.lock();
+        let meta = self.with_meta(&mut st).map_err(PushError::Storage)?;
+        if let Some(received) = backend_id {
+            if received != meta.backend_id {
+                return Err(PushError::BackendIdMismatch {
+                    expected: meta.backend_id.clone(),
+                    received: received.to_string(),
+                });
+            }
+        }
+        if events[0].parent_seq_num > meta.head {
+            *meta = self
+                .storage
+                .open_store(&self.id)
+                .map_err(PushError::Storage)?;
+        }
+        check_chain(meta.head, &events).map_err(PushError::Chain)?;
+        let created_at = crate::timefmt::now_ms();
+        match self
+            .storage
+            .append(&self.id, meta.head, &events, created_at)
+        {
+            Ok(()) => {}
+            Err(AppendError::Conflict { head }) => {
+                // Another instance wrote first: adopt its head and refuse.
+                let parent = events[0].parent_seq_num;
+                meta.head = head;
+                return Err(PushError::Chain(ChainError::WrongParent { head, parent }));
+            }
+            Err(AppendError::Storage(e)) => return Err(PushError::Storage(e)),
+        }
+        meta.head = events.last().map_or(meta.head, |e| e.seq_num);
+        let backend_id: Arc<str> = meta.backend_id.as_str().into();
+        on_accepted();
+        let batch = LiveBatch::new(
+            origin.to_string(),
+            backend_id,
+            events
+                .into_iter()
+                .map(|event| StoredEvent { event, created_at })
+                .collect(),
+        );
+        self.fan_out(&mut st, batch);
+        Ok(())
+    }
+
+    fn fan_out(&self, st: &mut State, batch: LiveBatch) {
+        let batch = Arc::new(batch);
+        let max = self.limits.max_held_bytes;
+        st.subs.retain_mut(|s| s.offer(&batch, max));
+    }
+
+    /// Events appended to this store by another process (another instance,
+    /// or the command line): advances the head to `head` and delivers what
+    /// was appended, read from the log, so a lost or coalesced notice loses
+    /// nothing. `origin` is the pusher's request id where known.
+    pub fn appended_elsewhere(&self, head: i64, origin: &str) -> Result<(), StorageError> {
+        let mut st = self.state.lock();
+        let meta = self.with_meta(&mut st)?.clone();
+        let mut from = meta.head;
+        let backend_id: Arc<str> = meta.backend_id.as_str().into();
+        while from < head {
+            let events = self
+                .storage
+                .read(&self.id, from, head, self.limits.read_rows)?;
+            let Some(last) = events.last().map(|e| e.event.seq_num) else {
+                break;
+            };
+            from = last;
+            st.meta.as_mut().expect("loaded above").head = last;
+            self.fan_out(
+                &mut st,
+                LiveBatch::new(origin.to_string(), backend_id.clone(), events),
+            );
+        }
+        Ok(())
+    }
+
+    /// This store was reset by another process: serve the new backend id
+    /// and head 0, and close every socket of the store (clients reconnect).
+    pub fn reset_elsewhere(&self, backend_id: String) {
+        let mut st = self.state.lock();
+        st.meta = Some(StoreMeta {
+            head: 0,
+            backend_id,
+        });
+        Self::close_all(&mut st);
+    }
+
+    fn close_all(st: &mut State) {
+        st.subs.clear();
+        for (_, sink) in st.conns.drain() {
+            // 4000+: application-defined. Clients reconnect on any close.
+            sink.close(4001, "store reset");
+        }
+    }
+
+    /// Wipes the store: events deleted, head 0, a new backend id. `on_reset`
+    /// runs under the mutex before every socket of the store is closed (so
+    /// the requester's answer goes out before its close frame).
+    pub fn reset(&self, on_reset: impl FnOnce()) -> Result<(), StorageError> {
+        let mut st = self.state.lock();
+        let backend_id = new_backend_id();
+        self.storage.reset(&self.id, &backend_id)?;
+        st.meta = Some(StoreMeta {
+            head: 0,
+            backend_id,
+        });
+        on_reset();
+        Self::close_all(&mut st);
+        Ok(())
+    }
+
+    pub fn info(&self) -> Result<StoreInfo, StorageError> {
+        let mut st = self.state.lock();
+        let meta = self.with_meta(&mut st)?.clone();
+        Ok(StoreInfo {
+            head: meta.head,
+            backend_id: meta.backend_id,
+            sockets: st.conns.len(),
+            subscriptions: st.subs.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The push and pull rules over in-memory storage and a recording sink.
+    use super::*;
+    use crate::model::ev;
+    use crate::sync::hub::Hub;
+    use crate::sync::pull::{Progress, PullError};
+    use crate::sync::testing::{MemStorage, RecordingSink};
+
+    /// Records the seq_nums each delivery carried, through a real sink (so
+    /// a full sink drops the subscription like a slow socket).
+    struct Recorder(Arc<RecordingSink>, Mutex<Vec<Vec<i64>>>);
+    impl LiveSink for Recorder {
+        fn send_live(&self, batch: &LiveBatch, from: usize) -> Result<(), Gone> {
+            self.0.try_send(crate::sync::sink::Msg::Static("live"))?;
+            self.1.lock().push(
+                batch.events[from..]
+                    .iter()
+                    .map(|e| e.event.seq_num)
+                    .collect(),
+            );
+            Ok(())
+        }
+    }
+
+    fn recorder(capacity: usize) -> Arc<Recorder> {
+        Arc::new(Recorder(
+            RecordingSink::new(capacity),
+            Mutex::new(Vec::new()),
+        ))
+    }
+
+    fn live(r: &Arc<Recorder>) -> Option<(ConnId, Arc<dyn LiveSink>)> {
+        Some((r.0.id(), r.clone() as Arc<dyn LiveSink>))
+    }
+
+    fn setup(storage: MemStorage, limits: Limits) -> (Hub, Arc<Store>) {
+        let hub = Hub::new(Arc::new(storage), limits);
+        let store = hub.store("s");
+        (hub, store)
+    }
+
+    fn batch(from: i64, n: i64) -> Vec<Event> {
+        (from..from + n).map(|i| ev(i, "{}")).collect()
+    }
+
+    /// Sends every page of `pull`, returning (seq_nums, remaining) per page.
+    fn drain(pull: &mut Pull) -> Vec<(Vec<i64>, i64)> {
+        let mut pages = Vec::new();
+        loop {
+            let step = pull.send_next(|p| {
+                pages.push((
+                    p.events.iter().map(|e| e.event.seq_num).collect(),
+                    p.remaining,
+                ));
+                Ok(())
+            });
+            if step.unwrap() == Progress::Done {
+                return pages;
+            }
+        }
+    }
+
+    #[test]
+    fn live_batches_wait_for_the_backlog_then_go_out_once_in_order() {
+        let (_hub, store) = setup(MemStorage::default(), Limits::default());
+        store.push("p1", batch(1, 3), None, || {}).unwrap();
+        let rec = recorder(64);
+        let mut pull = store.pull(0, None, live(&rec)).unwrap();
+        assert_eq!(pull.meta().head, 3);
+        // Pushes during the backlog are held.
+        store.push("p2", batch(4, 2), None, || {}).unwrap();
+        store.push("p3", batch(6, 1), None, || {}).unwrap();
+        assert!(rec.1.lock().is_empty());
+        // The backlog sends 1..=3; the held batches follow, then live ones.
+        assert_eq!(drain(&mut pull), vec![(vec![1, 2, 3], 0)]);
+        assert!(pull.is_live());
+        store.push("p4", batch(7, 1), None, || {}).unwrap();
+        assert_eq!(*rec.1.lock(), vec![vec![4, 5], vec![6], vec![7]]);
+    }
+
+    #[test]
+    fn a_live_batch_never_lands_between_two_pages() {
+        let (_hub, store) = setup(MemStorage::with_log(150, 10), Limits::default());
+        let rec = recorder(64);
+        let mut pull = store.pull(0, None, live(&rec)).unwrap();
+        let mut first = true;
+        let mut order = Vec::new();
+        loop {
+            let step = pull.send_next(|p| {
+                order.push(format!("page {}", p.remaining));
+                Ok(())
+            });
+            if first {
+                // A push while the answer is half sent.
+                store.push("p", batch(151, 1), None, || {}).unwrap();
+                first = false;
+            }
+            order.push(format!("live {}", rec.1.lock().len()));
+            if step.unwrap() == Progress::Done {
+                break;
+            }
+        }
+        assert_eq!(order, ["page 50", "live 0", "page 0", "live 1"]);
+        assert_eq!(*rec.1.lock(), vec![vec![151]]);
+    }
+
+    #[test]
+    fn nothing_at_or_below_last_sent_goes_out_again() {
+        let (_hub, store) = setup(MemStorage::default(), Limits::default());
+        let rec = recorder(64);
+        let mut pull = store.pull(0, None, live(&rec)).unwrap();
+        // Pushed after the pull took its head (0): held, then delivered whole.
+        store.push("p1", batch(1, 4), None, || {}).unwrap();
+        assert_eq!(drain(&mut pull), vec![(vec![], 0)]);
+        assert_eq!(*rec.1.lock(), vec![vec![1, 2, 3, 4]]);
+        // A second pull from 2 on the same socket: its backlog sends 3..=4,
+        // and a held batch overlapping it is cut to what is new.
+        let rec2 = recorder(64);
+        let mut pull2 = store.pull(2, None, live(&rec2)).unwrap();
+        store.push("p2", batch(5, 1), None, || {}).unwrap();
+        assert_eq!(drain(&mut pull2), vec![(vec![3, 4], 0)]);
+        assert_eq!(*rec2.1.lock(), vec![vec![5]]);
+    }
+
+    #[test]
+    fn stale_parent_is_refused_without_broadcast_and_ack_precedes_fanout() {
+        let (_hub, store) = setup(MemStorage::default(), Limits::default());
+        let rec = recorder(64);
+        let _follow = store.follow(rec.0.id(), rec.clone()).unwrap();
+        let order = Mutex::new(Vec::new());
+        store
+            .push("p1", batch(1, 2), None, || {
+                order.lock().push(rec.1.lock().len());
+            })
+            .unwrap();
+        assert_eq!(*order.lock(), vec![0], "ack ran before any delivery");
+        let err = store
+            .push("p2", batch(1, 1), None, || panic!("no ack"))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            PushError::Chain(ChainError::WrongParent { head: 2, parent: 0 })
+        ));
+        assert_eq!(*rec.1.lock(), vec![vec![1, 2]]);
+    }
+
+    #[test]
+    fn backend_id_mismatch_is_refused_for_push_and_pull() {
+        let (_hub, store) = setup(MemStorage::default(), Limits::default());
+        let err = store
+            .push("p", batch(1, 1), Some("other"), || {})
+            .unwrap_err();
+        assert!(matches!(err, PushError::BackendIdMismatch { .. }));
+        let refused = store.pull(0, Some("other"), None);
+        assert!(matches!(
+            refused,
+            Err(PullRefused::BackendIdMismatch { expected, received })
+                if expected == "B" && received == "other"
+        ));
+        assert!(store.pull(0, Some("B"), None).is_ok());
+    }
+
+    #[test]
+    fn a_slow_socket_is_dropped_and_others_keep_receiving() {
+        let (_hub, store) = setup(MemStorage::default(), Limits::default());
+        let slow = recorder(2);
+        let fast = recorder(64);
+        let _a = store.follow(slow.0.id(), slow.clone()).unwrap();
+        let _b = store.follow(fast.0.id(), fast.clone()).unwrap();
+        for i in 1..=5 {
+            store.push("p", batch(i, 1), None, || {}).unwrap();
+        }
+        assert!(slow.0.is_gone());
+        assert_eq!(slow.1.lock().len(), 2);
+        assert_eq!(fast.1.lock().len(), 5);
+        assert_eq!(store.info().unwrap().subscriptions, 1);
+    }
+
+    #[test]
+    fn held_batches_past_the_bound_are_read_from_the_log_instead() {
+        // A pull that never finishes its answer (a 0.4 client that stopped
+        // sending Acks) holds at most `max_held_bytes` of live batches.
+        let limits = Limits {
+            max_held_bytes: 500,
+            ..Limits::default()
+        };
+        let (_hub, store) = setup(MemStorage::with_log(150, 10), limits);
+        let rec = recorder(64);
+        let mut pull = store.pull(0, None, live(&rec)).unwrap();
+        let mut pages = Vec::new();
+        let step = pull.send_next(|p| {
+            pages.push((p.events.len(), p.remaining));
+            Ok(())
+        });
+        assert_eq!(step.unwrap(), Progress::More);
+        // 40 pushes of ~100 bytes: far past the bound.
+        for i in 151..=190 {
+            store.push("p", batch(i, 1), None, || {}).unwrap();
+        }
+        assert!(rec.1.lock().is_empty());
+        // The answer ends at its head (150); the dropped batches follow as
+        // pages with remaining 0, read from the log; then it is live.
+        pages.extend(drain(&mut pull).into_iter().map(|(e, r)| (e.len(), r)));
+        assert_eq!(pages, vec![(100, 50), (50, 0), (40, 0)]);
+        assert!(pull.is_live());
+        store.push("p", batch(191, 1), None, || {}).unwrap();
+        assert_eq!(*rec.1.lock(), vec![vec![191]]);
+    }
+
+    #[test]
+    fn a_failed_page_read_ends_the_pull_and_its_subscription() {
+        let storage = Arc::new(MemStorage::with_log(250, 10));
+        // One page per read, so the second page needs storage again.
+        let limits = Limits {
+            read_rows: 100,
+            ..Limits::default()
+        };
+        let hub = Hub::new(storage.clone(), limits);
+        let store = hub.store("s");
+        let rec = recorder(64);
+        let mut pull = store.pull(0, None, live(&rec)).unwrap();
+        assert_eq!(pull.send_next(|_| Ok(())).unwrap(), Progress::More);
+        storage
+            .fail_reads
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            pull.send_next(|_| Ok(())),
+            Err(PullError::Storage(_))
+        ));
+        // No live batch reaches the socket after the gap.
+        storage
+            .fail_reads
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        store.push("p", batch(251, 1), None, || {}).unwrap();
+        assert!(rec.1.lock().is_empty());
+        assert_eq!(store.info().unwrap().subscriptions, 0);
+    }
+
+    #[test]
+    fn dropping_a_pull_unsubscribes() {
+        let (_hub, store) = setup(MemStorage::with_log(10, 10), Limits::default());
+        let rec = recorder(64);
+        let pull = store.pull(0, None, live(&rec)).unwrap();
+        assert_eq!(store.info().unwrap().subscriptions, 1);
+        drop(pull);
+        assert_eq!(store.info().unwrap().subscriptions, 0);
+        let follow = store.follow(rec.0.id(), rec.clone()).unwrap();
+        drop(follow);
+        assert_eq!(store.info().unwrap().subscriptions, 0);
+    }
+
+    #[test]
+    fn a_dropped_attachment_detaches_the_socket_and_its_subscriptions() {
+        let (_hub, store) = setup(MemStorage::default(), Limits::default());
+        let rec = recorder(64);
+        let attached = store.attach(rec.0.clone()).unwrap();
+        let pull = store.follow(rec.0.id(), rec.clone()).unwrap();
+        assert_eq!(store.info().unwrap().sockets, 1);
+        drop(attached);
+        let info = store.info().unwrap();
+        assert_eq!((info.sockets, info.subscriptions), (0, 0));
+        drop(pull); // unsubscribing again is harmless
+    }
+
+    #[test]
+    fn events_appended_elsewhere_are_read_from_the_log_and_delivered() {
+        let storage = Arc::new(MemStorage::default());
+        let hub = Hub::new(storage.clone(), Limits::default());
+        let store = hub.store("s");
+        store.push("p", batch(1, 2), None, || {}).unwrap();
+        let rec = recorder(64);
+        let _follow = store.follow(rec.0.id(), rec.clone()).unwrap();
+        // Another instance appends 3..=5 and says "head is 5": all of it is
+        // read from the log, even if an earlier notice was lost.
+        storage.append_behind_the_back("s", &batch(3, 3));
+        store.appended_elsewhere(5, "elsewhere").unwrap();
+        assert_eq!(*rec.1.lock(), vec![vec![3, 4, 5]]);
+        assert_eq!(store.meta().unwrap().head, 5);
+        // A late or repeated notice delivers nothing twice.
+        store.appended_elsewhere(4, "late").unwrap();
+        store.appended_elsewhere(5, "again").unwrap();
+        assert_eq!(rec.1.lock().len(), 1);
+        // And our own pushes continue from the new head.
+        store.push("p", batch(6, 1), None, || {}).unwrap();
+        assert_eq!(rec.1.lock().last(), Some(&vec![6]));
+    }
+
+    #[test]
+    fn a_push_on_a_head_moved_elsewhere_checks_storage_before_refusing() {
+        let storage = Arc::new(MemStorage::default());
+        let hub = Hub::new(storage.clone(), Limits::default());
+        let store = hub.store("s");
+        assert_eq!(store.meta().unwrap().head, 0);
+        storage.append_behind_the_back("s", &batch(1, 3));
+        // Parent 3 is ahead of the cached head 0, and right for storage.
+        store.push("p", batch(4, 1), None, || {}).unwrap();
+        assert_eq!(store.meta().unwrap().head, 4);
+        // A parent ahead of storage too is still refused.
+        let err = store.push("p", batch(9, 1), None, || {}).unwrap_err();
+        assert!(matches!(
+            err,
+            PushError::Chain(ChainError::WrongParent { head: 4, parent: 8 })
+        ));
+    }
+
+    #[test]
+    fn a_reset_elsewhere_closes_every_socket_and_serves_the_new_backend_id() {
+        let (_hub, store) = setup(MemStorage::default(), Limits::default());
+        let rec = recorder(64);
+        let _attached = store.attach(rec.0.clone()).unwrap();
+        let _follow = store.follow(rec.0.id(), rec.clone()).unwrap();
+        store.reset_elsewhere("B2".into());
+        assert_eq!(*rec.0.closed.lock(), Some(4001));
+        let meta = store.meta().unwrap();
+        assert_eq!((meta.head, meta.backend_id.as_str()), (0, "B2"));
+        assert_eq!(store.info().unwrap().subscriptions, 0);
+    }
+
+    #[test]
+    fn unused_store_entries_are_forgotten_past_the_bound() {
+        let limits = Limits {
+            max_stores: 3,
+            ..Limits::default()
+        };
+        let hub = Hub::new(Arc::new(MemStorage::default()), limits);
+        let rec = recorder(64);
+        let busy = hub.store("busy");
+        let _attached = busy.attach(rec.0.clone()).unwrap();
+        drop(busy);
+        for i in 0..50 {
+            hub.store(&format!("idle-{i}")).meta().unwrap();
+        }
+        assert!(hub.stores_in_memory() <= 3, "{}", hub.stores_in_memory());
+        assert!(hub.loaded("busy").is_some(), "a store with a socket stays");
+    }
+}

@@ -199,10 +199,17 @@ impl<'a> Conn<'a> {
                     }
                 }
             }
-            if req.body.len() + size > max_body {
+            // `size` is the peer's: a sum that does not fit is no size at all.
+            let total = req
+                .body
+                .len()
+                .checked_add(size)
+                .ok_or(ReadError::Bad(400, "Invalid chunk size"))?;
+            if total > max_body {
                 return Err(ReadError::Bad(413, "Request body too large"));
             }
-            while self.buf.len() < size + 2 {
+            // The chunk and its CRLF (`size + 2` could still overflow).
+            while self.buf.len().saturating_sub(size) < 2 {
                 if self.fill()? == 0 {
                     return Err(ReadError::Bad(400, "Incomplete chunk"));
                 }
@@ -289,15 +296,16 @@ mod tests {
     use std::net::TcpListener;
 
     /// Sends `raw` over a real loopback socket and parses what arrives.
-    fn parse(raw: &'static [u8]) -> Vec<Result<Request, String>> {
+    fn parse(raw: &[u8]) -> Vec<Result<Request, String>> {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let raw = raw.to_vec();
         let client = std::thread::spawn(move || {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(raw).unwrap();
+            // The server may refuse and close before reading it all.
+            let _ = s.write_all(&raw);
         });
         let (stream, _) = listener.accept().unwrap();
-        client.join().unwrap();
         let mut conn = Conn::new(&stream);
         let mut out = Vec::new();
         loop {
@@ -311,7 +319,15 @@ mod tests {
                 Err(ReadError::Io(e)) => panic!("{e}"),
             }
         }
+        drop(conn);
+        drop(stream); // unblocks a client still writing what was refused
+        client.join().unwrap();
         out
+    }
+
+    /// The error the first request of `raw` gets, or its body.
+    fn first(raw: &[u8]) -> Result<Vec<u8>, String> {
+        parse(raw).remove(0).map(|r| r.body)
     }
 
     #[test]
@@ -354,6 +370,30 @@ POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\na
                 .unwrap_err(),
             "400 Invalid Content-Length"
         );
+    }
+
+    #[test]
+    fn chunk_sizes_that_overflow_are_bad_requests() {
+        // 3 + 0xffff_ffff_ffff_ffff does not fit in a usize.
+        assert_eq!(
+            first(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nffffffffffffffff\r\n"),
+            Err("400 Invalid chunk size".into())
+        );
+        // One chunk too large, or chunks adding up past the limit: 413.
+        assert_eq!(
+            first(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n"),
+            Err("413 Request body too large".into())
+        );
+        assert_eq!(
+            first(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3fe\r\n"),
+            Err("413 Request body too large".into())
+        );
+        // Exactly the limit (1024) is accepted.
+        let mut raw =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3fd\r\n".to_vec();
+        raw.extend([b'x'; 0x3fd]);
+        raw.extend(b"\r\n0\r\n\r\n");
+        assert_eq!(first(&raw).map(|b| b.len()), Ok(1024));
     }
 
     #[test]

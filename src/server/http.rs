@@ -182,8 +182,11 @@ impl<'a> Conn<'a> {
             };
             let line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
             let size_hex = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .map_err(|_| ReadError::Bad(400, "Invalid chunk size"))?;
+            // Hex digits only: `from_str_radix` would also take a `+`.
+            let size = Some(size_hex)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|h| usize::from_str_radix(h, 16).ok())
+                .ok_or(ReadError::Bad(400, "Invalid chunk size"))?;
             self.buf.drain(..line_end + 2);
             if size == 0 {
                 // Skip trailers up to the empty line.
@@ -213,6 +216,9 @@ impl<'a> Conn<'a> {
                 if self.fill()? == 0 {
                     return Err(ReadError::Bad(400, "Incomplete chunk"));
                 }
+            }
+            if self.buf[size..size + 2] != *b"\r\n" {
+                return Err(ReadError::Bad(400, "Invalid chunked body"));
             }
             req.body.extend(self.buf.drain(..size));
             self.buf.drain(..2);
@@ -394,6 +400,35 @@ POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\na
         raw.extend([b'x'; 0x3fd]);
         raw.extend(b"\r\n0\r\n\r\n");
         assert_eq!(first(&raw).map(|b| b.len()), Ok(1024));
+    }
+
+    #[test]
+    fn chunks_are_framed_strictly() {
+        let chunked = |body: &str| {
+            first(format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{body}").as_bytes())
+        };
+        // Extensions are ignored; upper-case hex is hex.
+        assert_eq!(
+            chunked("A;name=\"v;x\"\r\n0123456789\r\n0\r\n\r\n"),
+            Ok(b"0123456789".to_vec())
+        );
+        // The chunk's data must end with CRLF, not with any two bytes.
+        assert_eq!(
+            chunked("3\r\nabcXY0\r\n\r\n"),
+            Err("400 Invalid chunked body".into())
+        );
+        assert_eq!(
+            chunked("3\r\nabcd\r\n0\r\n\r\n"),
+            Err("400 Invalid chunked body".into())
+        );
+        // A chunk size is hex digits only.
+        for size in ["+3", "0x3", "", " ", "-0", "3 3"] {
+            assert_eq!(
+                chunked(&format!("{size}\r\nabc\r\n0\r\n\r\n")),
+                Err("400 Invalid chunk size".into()),
+                "{size:?}"
+            );
+        }
     }
 
     #[test]

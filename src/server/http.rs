@@ -189,12 +189,18 @@ impl<'a> Conn<'a> {
                 .ok_or(ReadError::Bad(400, "Invalid chunk size"))?;
             self.buf.drain(..line_end + 2);
             if size == 0 {
-                // Skip trailers up to the empty line.
+                // Skip trailers up to the empty line, no more of them than
+                // a head may have.
+                let mut skipped = 0;
                 loop {
-                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                        let empty = i == 0;
+                    let pending = self.buf.windows(2).position(|w| w == b"\r\n");
+                    if skipped + pending.map_or(self.buf.len(), |i| i + 2) > MAX_HEAD {
+                        return Err(ReadError::Bad(431, "Trailer fields too large"));
+                    }
+                    if let Some(i) = pending {
+                        skipped += i + 2;
                         self.buf.drain(..i + 2);
-                        if empty {
+                        if i == 0 {
                             return Ok(());
                         }
                     } else if self.fill()? == 0 {
@@ -429,6 +435,33 @@ POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\na
                 "{size:?}"
             );
         }
+    }
+
+    #[test]
+    fn trailers_are_bounded_like_the_head() {
+        let with_trailers = |lines: usize| {
+            let mut raw =
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n".to_vec();
+            for i in 0..lines {
+                raw.extend(format!("T{i}: {}\r\n", "y".repeat(1000)).as_bytes());
+            }
+            raw.extend(b"\r\nGET /next HTTP/1.1\r\n\r\n");
+            parse(&raw)
+        };
+        let ok = with_trailers(10);
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].as_ref().unwrap().body, b"x");
+        assert_eq!(ok[1].as_ref().unwrap().path, "/next");
+        // 20 lines of 1 KB each: past MAX_HEAD (16 KiB) though every line ends.
+        assert_eq!(
+            with_trailers(20)[0].as_ref().unwrap_err(),
+            "431 Trailer fields too large"
+        );
+        // One line that never ends is refused once it passes the bound,
+        // not buffered until the peer stops sending.
+        let mut raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: ".to_vec();
+        raw.extend([b'y'; 20_000]);
+        assert_eq!(first(&raw), Err("431 Trailer fields too large".into()));
     }
 
     #[test]

@@ -151,13 +151,25 @@ impl<'a> Conn<'a> {
         if req.header_has_token("transfer-encoding", "chunked") {
             return self.read_chunked(req, max_body);
         }
-        let len = match req.header("content-length") {
-            None => 0,
-            Some(v) => v
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| ReadError::Bad(400, "Invalid Content-Length"))?,
-        };
+        // Digits only (`parse` would take a `+`), the same in every copy of
+        // the header; more digits than a usize holds is merely too large.
+        let mut len = None;
+        for (_, v) in req
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        {
+            let v = v.trim();
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ReadError::Bad(400, "Invalid Content-Length"));
+            }
+            let n = v.parse::<usize>().unwrap_or(usize::MAX);
+            if len.is_some_and(|l| l != n) {
+                return Err(ReadError::Bad(400, "Invalid Content-Length"));
+            }
+            len = Some(n);
+        }
+        let len = len.unwrap_or(0);
         if len > max_body {
             return Err(ReadError::Bad(413, "Request body too large"));
         }
@@ -462,6 +474,40 @@ POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\na
         let mut raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: ".to_vec();
         raw.extend([b'y'; 20_000]);
         assert_eq!(first(&raw), Err("431 Trailer fields too large".into()));
+    }
+
+    #[test]
+    fn content_length_is_digits_and_agrees_with_itself() {
+        let with =
+            |headers: &str| first(format!("POST / HTTP/1.1\r\n{headers}\r\n\r\nhello").as_bytes());
+        assert_eq!(with("Content-Length: 5"), Ok(b"hello".to_vec()));
+        assert_eq!(
+            with("Content-Length: 5\r\ncontent-length: 5"),
+            Ok(b"hello".to_vec())
+        );
+        // `parse::<usize>` alone would take "+5"; two lengths that differ
+        // leave the body's end to whoever reads which one.
+        for bad in [
+            "Content-Length: +5",
+            "Content-Length: ",
+            "Content-Length: 5\r\nContent-Length: 0",
+            "Content-Length: 0\r\nContent-Length: 5",
+        ] {
+            assert_eq!(
+                with(bad),
+                Err("400 Invalid Content-Length".into()),
+                "{bad:?}"
+            );
+        }
+        // Too large is refused from the head alone, before any body is
+        // read or allocated, even past what a usize holds.
+        for huge in ["18446744073709551615", "99999999999999999999999"] {
+            assert_eq!(
+                first(format!("POST / HTTP/1.1\r\nContent-Length: {huge}\r\n\r\n").as_bytes()),
+                Err("413 Request body too large".into()),
+                "{huge}"
+            );
+        }
     }
 
     #[test]

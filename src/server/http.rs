@@ -148,7 +148,23 @@ impl<'a> Conn<'a> {
     }
 
     fn read_body(&mut self, req: &mut Request, max_body: usize) -> Result<(), ReadError> {
-        if req.header_has_token("transfer-encoding", "chunked") {
+        // Only `chunked` alone, without a Content-Length beside it: any other
+        // coding leaves the body's end unknown, and two framings are a
+        // smuggling attempt (RFC 9112 6.1, 6.3).
+        let mut codings = req
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(coding) = codings.next() {
+            if !coding.eq_ignore_ascii_case("chunked")
+                || codings.next().is_some()
+                || req.header("content-length").is_some()
+            {
+                return Err(ReadError::Bad(400, "Unsupported Transfer-Encoding"));
+            }
             return self.read_chunked(req, max_body);
         }
         // Digits only (`parse` would take a `+`), the same in every copy of
@@ -506,6 +522,35 @@ POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\na
                 first(format!("POST / HTTP/1.1\r\nContent-Length: {huge}\r\n\r\n").as_bytes()),
                 Err("413 Request body too large".into()),
                 "{huge}"
+            );
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_is_chunked_alone() {
+        let with = |headers: &str| {
+            parse(format!("POST / HTTP/1.1\r\n{headers}\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n").as_bytes())
+        };
+        let ok = with("Transfer-Encoding: Chunked");
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].as_ref().unwrap().body, b"abc");
+        // A body whose end this reader cannot find (a coding other than
+        // chunked, or chunked not last) or that has two framings (RFC 9112
+        // 6.1: a smuggling attempt) is refused, not read as something else.
+        for bad in [
+            "Transfer-Encoding: gzip",
+            "Transfer-Encoding: gzip, chunked",
+            "Transfer-Encoding: chunked, gzip",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: chunked\r\nContent-Length: 3",
+            "Content-Length: 0\r\nTransfer-Encoding: chunked",
+        ] {
+            let reqs = with(bad);
+            assert_eq!(reqs.len(), 1, "{bad:?}");
+            assert_eq!(
+                reqs[0].as_ref().unwrap_err(),
+                "400 Unsupported Transfer-Encoding",
+                "{bad:?}"
             );
         }
     }

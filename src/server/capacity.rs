@@ -77,7 +77,11 @@ fn read_number(path: &str) -> Option<usize> {
 
 /// The soft limit of a `/proc/self/limits` row (`unlimited`: none).
 fn limit(name: &str) -> Option<usize> {
-    let text = fs::read_to_string("/proc/self/limits").ok()?;
+    limit_in(&fs::read_to_string("/proc/self/limits").ok()?, name)
+}
+
+/// [`limit`] on the text of a `/proc/self/limits`.
+fn limit_in(text: &str, name: &str) -> Option<usize> {
     let row = text.lines().find(|l| l.starts_with(name))?;
     row[name.len()..].split_whitespace().next()?.parse().ok()
 }
@@ -86,26 +90,72 @@ fn limit(name: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
+    const MAPS: &str = "vm.max_map_count";
+    const NOFILE: &str = "the open-files limit (LimitNOFILE / ulimit -n)";
+    const THREADS: &str = "the thread limit (TasksMax / ulimit -u / kernel.threads-max)";
+
+    fn cap(connections: usize, limited_by: &'static str) -> Option<Capacity> {
+        Some(Capacity {
+            connections,
+            limited_by,
+        })
+    }
+
     #[test]
-    fn the_tightest_limit_wins() {
-        let c = from_limits(Some(65_530), Some(65_536), Some(96_365)).unwrap();
+    fn default_max_map_count_allows_about_8000() {
+        // (65,530 - 2,000 reserved) / 8 maps per connection.
         assert_eq!(
-            c,
-            Capacity {
-                connections: (65_530 - RESERVE) / 8,
-                limited_by: "vm.max_map_count"
-            }
+            from_limits(Some(65_530), Some(1_048_576), Some(127_462)),
+            cap(7_941, MAPS)
         );
-        let c = from_limits(Some(262_144), Some(20_000), None).unwrap();
+        assert_eq!(from_limits(Some(65_530), None, None), cap(7_941, MAPS));
+    }
+
+    #[test]
+    fn a_smaller_open_files_limit_wins() {
+        // 20,000 - 200 reserved descriptors.
         assert_eq!(
-            c.limited_by,
-            "the open-files limit (LimitNOFILE / ulimit -n)"
+            from_limits(Some(262_144), Some(20_000), Some(127_462)),
+            cap(19_800, NOFILE)
+        );
+        assert_eq!(from_limits(None, Some(1_024), None), cap(824, NOFILE));
+    }
+
+    #[test]
+    fn a_smaller_thread_limit_wins() {
+        // (4,000 - 200 reserved) / 2 threads per connection.
+        assert_eq!(
+            from_limits(Some(65_530), Some(65_536), Some(4_000)),
+            cap(1_900, THREADS)
+        );
+        assert_eq!(from_limits(None, None, Some(4_000)), cap(1_900, THREADS));
+    }
+
+    #[test]
+    fn limits_below_the_reserve_allow_nothing_and_none_is_no_cap() {
+        assert_eq!(
+            from_limits(Some(1_000), Some(150), Some(100)).map(|c| c.connections),
+            Some(0)
         );
         assert_eq!(from_limits(None, None, None), None);
     }
 
     #[test]
-    fn this_machine_has_readable_limits() {
-        assert!(os_capacity().is_some_and(|c| c.connections > 0));
+    fn proc_self_limits_rows() {
+        let text = "\
+Limit                     Soft Limit           Hard Limit           Units
+Max cpu time              unlimited            unlimited            seconds
+Max stack size            8388608              unlimited            bytes
+Max processes             96362                127462               processes
+Max open files            20000                1048576              files
+Max locked memory         8388608              8388608              bytes
+Max address space         unlimited            unlimited            bytes
+";
+        // The soft limit, not the hard one.
+        assert_eq!(limit_in(text, "Max processes"), Some(96_362));
+        assert_eq!(limit_in(text, "Max open files"), Some(20_000));
+        assert_eq!(limit_in(text, "Max address space"), None);
+        assert_eq!(limit_in(text, "Max pending signals"), None);
+        assert_eq!(limit_in("", "Max open files"), None);
     }
 }

@@ -148,16 +148,44 @@ impl<'a> Conn<'a> {
     }
 
     fn read_body(&mut self, req: &mut Request, max_body: usize) -> Result<(), ReadError> {
-        if req.header_has_token("transfer-encoding", "chunked") {
+        // Only `chunked` alone, without a Content-Length beside it: any other
+        // coding leaves the body's end unknown, and two framings are a
+        // smuggling attempt (RFC 9112 6.1, 6.3).
+        let mut codings = req
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(coding) = codings.next() {
+            if !coding.eq_ignore_ascii_case("chunked")
+                || codings.next().is_some()
+                || req.header("content-length").is_some()
+            {
+                return Err(ReadError::Bad(400, "Unsupported Transfer-Encoding"));
+            }
             return self.read_chunked(req, max_body);
         }
-        let len = match req.header("content-length") {
-            None => 0,
-            Some(v) => v
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| ReadError::Bad(400, "Invalid Content-Length"))?,
-        };
+        // Digits only (`parse` would take a `+`), the same in every copy of
+        // the header; more digits than a usize holds is merely too large.
+        let mut len = None;
+        for (_, v) in req
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        {
+            let v = v.trim();
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ReadError::Bad(400, "Invalid Content-Length"));
+            }
+            let n = v.parse::<usize>().unwrap_or(usize::MAX);
+            if len.is_some_and(|l| l != n) {
+                return Err(ReadError::Bad(400, "Invalid Content-Length"));
+            }
+            len = Some(n);
+        }
+        let len = len.unwrap_or(0);
         if len > max_body {
             return Err(ReadError::Bad(413, "Request body too large"));
         }
@@ -182,16 +210,25 @@ impl<'a> Conn<'a> {
             };
             let line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
             let size_hex = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .map_err(|_| ReadError::Bad(400, "Invalid chunk size"))?;
+            // Hex digits only: `from_str_radix` would also take a `+`.
+            let size = Some(size_hex)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|h| usize::from_str_radix(h, 16).ok())
+                .ok_or(ReadError::Bad(400, "Invalid chunk size"))?;
             self.buf.drain(..line_end + 2);
             if size == 0 {
-                // Skip trailers up to the empty line.
+                // Skip trailers up to the empty line, no more of them than
+                // a head may have.
+                let mut skipped = 0;
                 loop {
-                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                        let empty = i == 0;
+                    let pending = self.buf.windows(2).position(|w| w == b"\r\n");
+                    if skipped + pending.map_or(self.buf.len(), |i| i + 2) > MAX_HEAD {
+                        return Err(ReadError::Bad(431, "Trailer fields too large"));
+                    }
+                    if let Some(i) = pending {
+                        skipped += i + 2;
                         self.buf.drain(..i + 2);
-                        if empty {
+                        if i == 0 {
                             return Ok(());
                         }
                     } else if self.fill()? == 0 {
@@ -199,13 +236,23 @@ impl<'a> Conn<'a> {
                     }
                 }
             }
-            if req.body.len() + size > max_body {
+            // `size` is the peer's: a sum that does not fit is no size at all.
+            let total = req
+                .body
+                .len()
+                .checked_add(size)
+                .ok_or(ReadError::Bad(400, "Invalid chunk size"))?;
+            if total > max_body {
                 return Err(ReadError::Bad(413, "Request body too large"));
             }
-            while self.buf.len() < size + 2 {
+            // The chunk and its CRLF (`size + 2` could still overflow).
+            while self.buf.len().saturating_sub(size) < 2 {
                 if self.fill()? == 0 {
                     return Err(ReadError::Bad(400, "Incomplete chunk"));
                 }
+            }
+            if self.buf[size..size + 2] != *b"\r\n" {
+                return Err(ReadError::Bad(400, "Invalid chunked body"));
             }
             req.body.extend(self.buf.drain(..size));
             self.buf.drain(..2);
@@ -289,15 +336,16 @@ mod tests {
     use std::net::TcpListener;
 
     /// Sends `raw` over a real loopback socket and parses what arrives.
-    fn parse(raw: &'static [u8]) -> Vec<Result<Request, String>> {
+    fn parse(raw: &[u8]) -> Vec<Result<Request, String>> {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let raw = raw.to_vec();
         let client = std::thread::spawn(move || {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(raw).unwrap();
+            // The server may refuse and close before reading it all.
+            let _ = s.write_all(&raw);
         });
         let (stream, _) = listener.accept().unwrap();
-        client.join().unwrap();
         let mut conn = Conn::new(&stream);
         let mut out = Vec::new();
         loop {
@@ -311,7 +359,15 @@ mod tests {
                 Err(ReadError::Io(e)) => panic!("{e}"),
             }
         }
+        drop(conn);
+        drop(stream); // unblocks a client still writing what was refused
+        client.join().unwrap();
         out
+    }
+
+    /// The error the first request of `raw` gets, or its body.
+    fn first(raw: &[u8]) -> Result<Vec<u8>, String> {
+        parse(raw).remove(0).map(|r| r.body)
     }
 
     #[test]
@@ -354,6 +410,149 @@ POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\na
                 .unwrap_err(),
             "400 Invalid Content-Length"
         );
+    }
+
+    #[test]
+    fn chunk_sizes_that_overflow_are_bad_requests() {
+        // 3 + 0xffff_ffff_ffff_ffff does not fit in a usize.
+        assert_eq!(
+            first(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nffffffffffffffff\r\n"),
+            Err("400 Invalid chunk size".into())
+        );
+        // One chunk too large, or chunks adding up past the limit: 413.
+        assert_eq!(
+            first(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n"),
+            Err("413 Request body too large".into())
+        );
+        assert_eq!(
+            first(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3fe\r\n"),
+            Err("413 Request body too large".into())
+        );
+        // Exactly the limit (1024) is accepted.
+        let mut raw =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3fd\r\n".to_vec();
+        raw.extend([b'x'; 0x3fd]);
+        raw.extend(b"\r\n0\r\n\r\n");
+        assert_eq!(first(&raw).map(|b| b.len()), Ok(1024));
+    }
+
+    #[test]
+    fn chunks_are_framed_strictly() {
+        let chunked = |body: &str| {
+            first(format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{body}").as_bytes())
+        };
+        // Extensions are ignored; upper-case hex is hex.
+        assert_eq!(
+            chunked("A;name=\"v;x\"\r\n0123456789\r\n0\r\n\r\n"),
+            Ok(b"0123456789".to_vec())
+        );
+        // The chunk's data must end with CRLF, not with any two bytes.
+        assert_eq!(
+            chunked("3\r\nabcXY0\r\n\r\n"),
+            Err("400 Invalid chunked body".into())
+        );
+        assert_eq!(
+            chunked("3\r\nabcd\r\n0\r\n\r\n"),
+            Err("400 Invalid chunked body".into())
+        );
+        // A chunk size is hex digits only.
+        for size in ["+3", "0x3", "", " ", "-0", "3 3"] {
+            assert_eq!(
+                chunked(&format!("{size}\r\nabc\r\n0\r\n\r\n")),
+                Err("400 Invalid chunk size".into()),
+                "{size:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailers_are_bounded_like_the_head() {
+        let with_trailers = |lines: usize| {
+            let mut raw =
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n".to_vec();
+            for i in 0..lines {
+                raw.extend(format!("T{i}: {}\r\n", "y".repeat(1000)).as_bytes());
+            }
+            raw.extend(b"\r\nGET /next HTTP/1.1\r\n\r\n");
+            parse(&raw)
+        };
+        let ok = with_trailers(10);
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].as_ref().unwrap().body, b"x");
+        assert_eq!(ok[1].as_ref().unwrap().path, "/next");
+        // 20 lines of 1 KB each: past MAX_HEAD (16 KiB) though every line ends.
+        assert_eq!(
+            with_trailers(20)[0].as_ref().unwrap_err(),
+            "431 Trailer fields too large"
+        );
+        // One line that never ends is refused once it passes the bound,
+        // not buffered until the peer stops sending.
+        let mut raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: ".to_vec();
+        raw.extend([b'y'; 20_000]);
+        assert_eq!(first(&raw), Err("431 Trailer fields too large".into()));
+    }
+
+    #[test]
+    fn content_length_is_digits_and_agrees_with_itself() {
+        let with =
+            |headers: &str| first(format!("POST / HTTP/1.1\r\n{headers}\r\n\r\nhello").as_bytes());
+        assert_eq!(with("Content-Length: 5"), Ok(b"hello".to_vec()));
+        assert_eq!(
+            with("Content-Length: 5\r\ncontent-length: 5"),
+            Ok(b"hello".to_vec())
+        );
+        // `parse::<usize>` alone would take "+5"; two lengths that differ
+        // leave the body's end to whoever reads which one.
+        for bad in [
+            "Content-Length: +5",
+            "Content-Length: ",
+            "Content-Length: 5\r\nContent-Length: 0",
+            "Content-Length: 0\r\nContent-Length: 5",
+        ] {
+            assert_eq!(
+                with(bad),
+                Err("400 Invalid Content-Length".into()),
+                "{bad:?}"
+            );
+        }
+        // Too large is refused from the head alone, before any body is
+        // read or allocated, even past what a usize holds.
+        for huge in ["18446744073709551615", "99999999999999999999999"] {
+            assert_eq!(
+                first(format!("POST / HTTP/1.1\r\nContent-Length: {huge}\r\n\r\n").as_bytes()),
+                Err("413 Request body too large".into()),
+                "{huge}"
+            );
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_is_chunked_alone() {
+        let with = |headers: &str| {
+            parse(format!("POST / HTTP/1.1\r\n{headers}\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n").as_bytes())
+        };
+        let ok = with("Transfer-Encoding: Chunked");
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].as_ref().unwrap().body, b"abc");
+        // A body whose end this reader cannot find (a coding other than
+        // chunked, or chunked not last) or that has two framings (RFC 9112
+        // 6.1: a smuggling attempt) is refused, not read as something else.
+        for bad in [
+            "Transfer-Encoding: gzip",
+            "Transfer-Encoding: gzip, chunked",
+            "Transfer-Encoding: chunked, gzip",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: chunked\r\nContent-Length: 3",
+            "Content-Length: 0\r\nTransfer-Encoding: chunked",
+        ] {
+            let reqs = with(bad);
+            assert_eq!(reqs.len(), 1, "{bad:?}");
+            assert_eq!(
+                reqs[0].as_ref().unwrap_err(),
+                "400 Unsupported Transfer-Encoding",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

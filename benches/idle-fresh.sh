@@ -18,7 +18,7 @@ SIZES="${SIZES:-1000 10000}"
 PROTOCOLS="${PROTOCOLS:-0.3 0.4}"
 DB="lss_bench_idle_$$"
 
-cargo build --release --locked --bins
+cargo build --release --locked --workspace --bins
 if [ "$(cat /proc/sys/vm/max_map_count)" -lt 262144 ] && [ "$(id -u)" = 0 ]; then
   sysctl -qw vm.max_map_count=262144 || true
 fi

@@ -24,7 +24,7 @@ OUT="${OUT:-target/bench-suite-$(date +%Y%m%d-%H%M%S).jsonl}"
 SCENARIOS="${SCENARIOS:-cold-pull push fan-out race reconnect-storm idle}"
 PROTOCOLS="${PROTOCOLS:-0.3 0.4}"
 
-cargo build --release --locked --bins
+cargo build --release --locked --workspace --bins
 if [ "$(cat /proc/sys/vm/max_map_count)" -lt 262144 ] && [ "$(id -u)" = 0 ]; then
   sysctl -qw vm.max_map_count=262144 || true
 fi

@@ -74,6 +74,10 @@ pub struct Limits {
     /// Open 0.4 pull streams per WebSocket; one more is answered with a
     /// per-request failure. Real clients keep one or two. Default 8.
     pub max_pull_streams: usize,
+    /// Bytes of one 0.4 HTTP pull answer (built in memory before it is
+    /// sent). A larger backlog ends with `MoreKnown` and the client's next
+    /// poll (every 5 s) continues from its last event. Default 16 MiB.
+    pub max_http_pull_bytes: usize,
     /// Backlog chunks of one 0.4 pull sent ahead of the client's `Ack`s.
     /// The reference server uses 1; more hides round trips (a 10,000-event
     /// pull, medians of 5: 269k events/s at 4, 309k at 16; BENCHMARKS.md,
@@ -114,6 +118,7 @@ impl Default for Limits {
             max_held_bytes: 4 << 20,
             max_stores: 10_000,
             max_pull_streams: 8,
+            max_http_pull_bytes: 16 << 20,
             ack_window: 16,
             storage_read_rows: 1000,
             reader_stack: 256 * 1024,
@@ -285,6 +290,56 @@ fn settings() -> Vec<Setting> {
             "messages queued per socket before it is dropped as too slow",
             |c, v| {
                 c.limits.outbound_queue = parse::<usize>(v)?.max(2);
+                Ok(())
+            }
+        ),
+        s!(
+            "MAX_QUEUED_BYTES",
+            "--max-queued-bytes",
+            l.max_queued_bytes,
+            "bytes queued per socket before it is dropped as too slow",
+            |c, v| {
+                c.limits.max_queued_bytes = parse(v)?;
+                Ok(())
+            }
+        ),
+        s!(
+            "MAX_HELD_BYTES",
+            "--max-held-bytes",
+            l.max_held_bytes,
+            "live events a pull holds while its answer goes out; past it they are re-read",
+            |c, v| {
+                c.limits.max_held_bytes = parse(v)?;
+                Ok(())
+            }
+        ),
+        s!(
+            "MAX_STORES",
+            "--max-stores",
+            l.max_stores,
+            "store entries kept in memory; unused ones past it are forgotten",
+            |c, v| {
+                c.limits.max_stores = parse::<usize>(v)?.max(1);
+                Ok(())
+            }
+        ),
+        s!(
+            "MAX_PULL_STREAMS",
+            "--max-pull-streams",
+            l.max_pull_streams,
+            "open 0.4 pull streams per WebSocket",
+            |c, v| {
+                c.limits.max_pull_streams = parse::<usize>(v)?.max(1);
+                Ok(())
+            }
+        ),
+        s!(
+            "MAX_HTTP_PULL_BYTES",
+            "--max-http-pull-bytes",
+            l.max_http_pull_bytes,
+            "bytes of one 0.4 HTTP pull answer; the client polls for the rest",
+            |c, v| {
+                c.limits.max_http_pull_bytes = parse::<usize>(v)?.max(1);
                 Ok(())
             }
         ),
@@ -487,6 +542,11 @@ mod tests {
             ("--max-connections", "MAX_CONNECTIONS", "20000"),
             ("--max-message-bytes", "MAX_MESSAGE_BYTES", "33554432"),
             ("--outbound-queue", "OUTBOUND_QUEUE", "128"),
+            ("--max-queued-bytes", "MAX_QUEUED_BYTES", "16777216"),
+            ("--max-held-bytes", "MAX_HELD_BYTES", "4194304"),
+            ("--max-stores", "MAX_STORES", "10000"),
+            ("--max-pull-streams", "MAX_PULL_STREAMS", "8"),
+            ("--max-http-pull-bytes", "MAX_HTTP_PULL_BYTES", "16777216"),
             ("--ack-window", "ACK_WINDOW", "16"),
             ("--ws-idle-timeout-secs", "WS_IDLE_TIMEOUT_SECS", "90"),
             ("--shutdown-grace-secs", "SHUTDOWN_GRACE_SECS", "10"),

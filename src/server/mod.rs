@@ -50,6 +50,7 @@ impl Ctx {
             admin_secret: config.admin_secret.clone(),
             ack_window: l.ack_window,
             max_pull_streams: l.max_pull_streams,
+            max_http_pull_bytes: l.max_http_pull_bytes,
         };
         Arc::new(Ctx {
             env: Arc::new(env),

@@ -23,6 +23,8 @@ pub struct Env {
     pub ack_window: usize,
     /// Open 0.4 pull streams per socket; one more is refused.
     pub max_pull_streams: usize,
+    /// Bytes of one 0.4 HTTP pull answer; the rest waits for the next poll.
+    pub max_http_pull_bytes: usize,
 }
 
 #[cfg(test)]
@@ -47,6 +49,7 @@ pub(crate) mod testing {
             admin_secret: ADMIN.into(),
             ack_window,
             max_pull_streams: 4,
+            max_http_pull_bytes: 16 << 20,
         })
     }
 }

@@ -1,7 +1,9 @@
 //! 0.4 over HTTP (`makeHttpSync`): one RPC `Request` per POST, answered with
-//! the JSON array `[Chunk…, Exit]`. Pulls are never live (the client polls),
-//! so a pull is its whole backlog up to the head at the time of the request,
-//! written page by page into the one answer buffer.
+//! the JSON array `[Chunk…, Exit]`. Pulls are never live (the client polls
+//! every 5 s from the last event it has), so a pull is its backlog up to the
+//! head at the time of the request, written page by page into the one answer
+//! buffer, up to `max_http_pull_bytes`: a longer backlog ends with a
+//! `MoreKnown` page, and the next poll continues.
 
 use super::v04_common::{payload_for_store, pull_failed, pull_refused, push_error};
 use super::Env;
@@ -67,6 +69,7 @@ fn pull(env: &Env, store_id: &str, id: &str, p: &PullPayload, label: &str) -> St
             Ok(())
         });
         match step {
+            Ok(Progress::More) if out.len() >= env.max_http_pull_bytes => break,
             Ok(Progress::More) => {}
             Ok(Progress::Done) => break,
             Err(PullError::Storage(e)) => return fail(pull_failed(&e, label)),
@@ -84,6 +87,7 @@ mod tests {
     use crate::session::testing::env;
     use crate::sync::testing::MemStorage;
     use serde_json::{json, Value};
+    use std::sync::Arc;
 
     fn call(env: &Env, body: Value) -> Vec<Value> {
         let out = handle(env, "s", body.to_string().as_bytes(), "test").unwrap();
@@ -109,6 +113,43 @@ mod tests {
             got[2],
             json!({"_tag": "Exit", "requestId": "1", "exit": {"_tag": "Success"}})
         );
+    }
+
+    #[test]
+    fn a_long_backlog_is_answered_in_bounded_parts_that_the_next_poll_continues() {
+        let mut env = env(MemStorage::with_log(450, 1_000));
+        Arc::get_mut(&mut env).unwrap().max_http_pull_bytes = 150_000;
+        let pull = |cursor: Value| {
+            json!({"_tag": "Request", "id": "1", "tag": "SyncHttpRpc.Pull", "headers": [],
+                   "payload": {"storeId": "s", "payload": {}, "cursor": cursor}})
+        };
+        let mut cursor = json!({"_tag": "None"});
+        let mut seen = Vec::new();
+        let mut answers = 0;
+        loop {
+            let body = pull(cursor.clone()).to_string();
+            let text = handle(&env, "s", body.as_bytes(), "t").unwrap();
+            // Past the bound by at most one page (~100 kB here).
+            assert!(text.len() < 150_000 + 110_000, "{} bytes", text.len());
+            let got: Vec<Value> = serde_json::from_str(&text).unwrap();
+            answers += 1;
+            assert_eq!(got.last().unwrap()["exit"]["_tag"], "Success");
+            let pages: Vec<&Value> = got[..got.len() - 1].iter().map(|c| &c["values"][0]).collect();
+            for p in &pages {
+                for e in p["batch"].as_array().unwrap() {
+                    seen.push(e["eventEncoded"]["seqNum"].as_i64().unwrap());
+                }
+            }
+            let last = pages.last().unwrap();
+            if last["pageInfo"]["_tag"] == "NoMore" {
+                break;
+            }
+            assert_eq!(last["pageInfo"]["remaining"], 450 - *seen.last().unwrap());
+            cursor = json!({"_tag": "Some", "value": {"backendId": "B",
+                            "eventSequenceNumber": seen.last().unwrap()}});
+        }
+        assert_eq!(seen, (1..=450).collect::<Vec<_>>());
+        assert_eq!(answers, 3, "two pages of ~100 kB per answer");
     }
 
     #[test]

@@ -437,35 +437,58 @@ fn malformed_payloads_die_for_their_request_only() {
     let token = format!(r#""payload":{{"authToken":"{TOKEN}"}}"#);
     let cases = [
         // cursor null (an Option must be {_tag: None})
-        format!(
-            r#"{{"_tag":"Request","id":"c1","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true,"cursor":null}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c1","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true,"cursor":null}},"headers":[]}}"#
+            ),
+            "invalid type: null",
         ),
         // cursor missing
-        format!(
-            r#"{{"_tag":"Request","id":"c2","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c2","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true}},"headers":[]}}"#
+            ),
+            "missing field `cursor`",
         ),
         // live missing on the WebSocket method
-        format!(
-            r#"{{"_tag":"Request","id":"c3","tag":"{PULL}","payload":{{"storeId":"s",{token},"cursor":{NONE}}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c3","tag":"{PULL}","payload":{{"storeId":"s",{token},"cursor":{NONE}}},"headers":[]}}"#
+            ),
+            "`live` is required",
         ),
         // a bare cursor value instead of an Option
-        format!(
-            r#"{{"_tag":"Request","id":"c4","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true,"cursor":{{"backendId":"x","eventSequenceNumber":1}}}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c4","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true,"cursor":{{"backendId":"x","eventSequenceNumber":1}}}},"headers":[]}}"#
+            ),
+            "missing field `_tag`",
         ),
         // push batch that is not an array
-        format!(
-            r#"{{"_tag":"Request","id":"c5","tag":"{PUSH}","payload":{{"storeId":"s",{token},"batch":{{}},"backendId":{NONE}}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c5","tag":"{PUSH}","payload":{{"storeId":"s",{token},"batch":{{}},"backendId":{NONE}}},"headers":[]}}"#
+            ),
+            "invalid type: map, expected a sequence",
         ),
         // push event with a fractional seqNum
-        format!(
-            r#"{{"_tag":"Request","id":"c6","tag":"{PUSH}","payload":{{"storeId":"s",{token},"batch":[{{"name":"x","args":{{}},"seqNum":1.5,"parentSeqNum":0,"clientId":"c","sessionId":"s"}}],"backendId":{NONE}}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c6","tag":"{PUSH}","payload":{{"storeId":"s",{token},"batch":[{{"name":"x","args":{{}},"seqNum":1.5,"parentSeqNum":0,"clientId":"c","sessionId":"s"}}],"backendId":{NONE}}},"headers":[]}}"#
+            ),
+            "invalid type: floating point `1.5`, expected i64",
         ),
     ];
-    for (i, frame) in cases.iter().enumerate() {
+    // Each defect says what is wrong with the payload (the Effect client
+    // shows it as the request's failure): the decoder's own message.
+    for (i, (frame, what)) in cases.iter().enumerate() {
         a.send_text(frame);
         let id = format!("c{}", i + 1);
         let defect = die_defect(&a.recv(), &id);
-        assert!(!defect.is_empty(), "{id}");
+        assert!(
+            defect.starts_with("invalid request payload: ") && defect.contains(what),
+            "{id}: `{what}` not in {defect:?}"
+        );
     }
     assert_eq!(srv.db.event_rows("s"), 0);
     assert_eq!(a.recv_within(QUIET), None);

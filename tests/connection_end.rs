@@ -48,13 +48,6 @@ fn settles_to(pid: u32, base: (usize, usize), within: Duration) -> Result<(), (u
     }
 }
 
-/// The server's own live counts, from `/health`.
-fn open_counts(addr: SocketAddr) -> serde_json::Value {
-    let (status, _, body) = http(addr, "GET", "/health", &[], "");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str::<serde_json::Value>(&body).unwrap()["open"].clone()
-}
-
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Gen {
     V03,

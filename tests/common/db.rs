@@ -50,10 +50,7 @@ impl TestDb {
 
     /// How many events `store` has in the database.
     pub fn event_rows(&self, store: &str) -> i64 {
-        self.count(
-            "SELECT count(*) FROM events WHERE store_id = $1",
-            &[&store],
-        )
+        self.count("SELECT count(*) FROM events WHERE store_id = $1", &[&store])
     }
 
     /// How many events all stores have.
@@ -103,7 +100,9 @@ pub struct EventsLock {
 impl EventsLock {
     /// Ends the transaction: the waiting statements go on.
     pub fn release(mut self) {
-        self.client.batch_execute("ROLLBACK").expect("release the lock");
+        self.client
+            .batch_execute("ROLLBACK")
+            .expect("release the lock");
     }
 }
 

@@ -66,10 +66,7 @@ pub fn some_cursor(backend_id: &str, seq: i64) -> String {
 
 /// `{"_tag":"Some","value":backend_id}` (a push's `backendId`).
 pub fn some_str(s: &str) -> String {
-    format!(
-        r#"{{"_tag":"Some","value":{}}}"#,
-        Value::from(s)
-    )
+    format!(r#"{{"_tag":"Some","value":{}}}"#, Value::from(s))
 }
 
 pub const NONE: &str = r#"{"_tag":"None"}"#;
@@ -86,7 +83,10 @@ pub fn seqs(batch: &Value) -> Vec<i64> {
 
 /// The exact `Exit` a 0.4 server sends for an accepted push `id`.
 pub fn push_ok_text(id: &str) -> String {
-    format!(r#"{{"_tag":"Exit","requestId":{},"exit":{{"_tag":"Success","value":{{}}}}}}"#, Value::from(id))
+    format!(
+        r#"{{"_tag":"Exit","requestId":{},"exit":{{"_tag":"Success","value":{{}}}}}}"#,
+        Value::from(id)
+    )
 }
 
 /// [`push_ok_text`] as JSON.

@@ -60,3 +60,30 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 pub fn is_plain_text(headers: &[(String, String)]) -> bool {
     header(headers, "content-type").is_some_and(|c| c.starts_with("text/plain"))
 }
+
+/// The server's own live counts (`connections`, `websockets`, `threads`),
+/// from `/health`; this request is one of the connections.
+pub fn open_counts(addr: SocketAddr) -> serde_json::Value {
+    let (status, _, body) = http(addr, "GET", "/health", &[], "");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["open"].clone()
+}
+
+/// Waits until the server has `n` connections open besides the `/health`
+/// request asking (the others have ended: a WebSocket's reader handled all
+/// it read first); panics after `within`. Connections are counted from
+/// their accept, so none is missed that the client already sees open.
+pub fn wait_open_connections(addr: SocketAddr, n: usize, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let open = open_counts(addr);
+        if open["connections"] == n + 1 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after {within:?}: {open}, expected {n} connection(s) besides this request"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -117,17 +117,22 @@ impl TestDb {
         EventsLock { client }
     }
 
+    /// How many statements containing `fragment` wait for a lock in this
+    /// database (statements of the server, not of this test).
+    pub fn lock_waiters(&self, fragment: &str) -> i64 {
+        self.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE $1",
+            &[&format!("%{fragment}%")],
+        )
+    }
+
     /// Waits until `n` statements containing `fragment` wait for a lock in
     /// this database (the server reached them); panics after `within`.
     pub fn wait_for_lock_waiters(&self, fragment: &str, n: i64, within: std::time::Duration) {
         let deadline = std::time::Instant::now() + within;
-        let pattern = format!("%{fragment}%");
         loop {
-            let waiting = self.count(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE $1",
-                &[&pattern],
-            );
+            let waiting = self.lock_waiters(fragment);
             if waiting >= n {
                 return;
             }

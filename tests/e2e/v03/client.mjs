@@ -34,11 +34,14 @@
 // stdout: exactly ONE JSON line:
 //   { "version":"0.3.1", "transport":"ws", "clientId", "storeId", "mode", "synced", "timedOut",
 //     "count", "ids":[...sorted row ids], "foreignCount", "upstreamHead", "localHead",
-//     "pendingCount", "elapsedMs", "commitStartMs"? (epoch ms of the first commit), "error"? }
+//     "pendingCount", "elapsedMs", "commitStartMs"? (epoch ms of the first commit),
+//     "pushes", "rejectedPushes" (what ../probe.mjs saw on the wire), "error"? }
+// stderr also gets `E2E-PUSHED` when the client's first push leaves (../probe.mjs).
 // Everything LiveStore prints (it logs with console.log) goes to stderr.
 // Exit codes: 0 ok, 2 sync timeout, 3 unexpectedly synced (nosync mode), 1 crash/bad usage.
 
 import { parseArgs } from 'node:util'
+import { installProbe } from '../probe.mjs'
 
 // LiveStore logs to stdout; keep stdout for our single JSON line.
 const writeStdout = process.stdout.write.bind(process.stdout)
@@ -95,6 +98,9 @@ let startAt = int('start-at', 0)
 const waitGo = argv['wait-go'] === true || process.env.E2E_WAIT_GO === '1'
 if (mode !== 'sync' && mode !== 'nosync') usage('--mode must be sync or nosync')
 if (typeof globalThis.WebSocket !== 'function') usage('no global WebSocket: run with node --experimental-websocket')
+
+// Before the client makes its first socket or request.
+const probe = installProbe()
 
 const { makeAdapter } = await import('@livestore/adapter-node')
 const { createStorePromise, Events, Schema, State, makeSchema, makeShutdownDeferred } = await import('@livestore/livestore')
@@ -163,6 +169,8 @@ const observe = async () => {
   report.upstreamHead = st.upstreamHead.global
   report.localHead = st.localHead.global
   report.pendingCount = st.pending.length
+  report.pushes = probe.pushes
+  report.rejectedPushes = probe.rejectedPushes
   report.elapsedMs = Date.now() - started
   return report
 }

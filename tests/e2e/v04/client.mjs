@@ -37,11 +37,14 @@
 // stdout: exactly ONE JSON line:
 //   { "version":"0.4.0", "transport":"ws"|"http", "clientId", "storeId", "mode", "synced", "timedOut",
 //     "count", "ids":[...sorted row ids], "foreignCount", "upstreamHead", "localHead",
-//     "pendingCount", "elapsedMs", "commitStartMs"? (epoch ms of the first commit), "error"? }
+//     "pendingCount", "elapsedMs", "commitStartMs"? (epoch ms of the first commit),
+//     "pushes", "rejectedPushes" (what ../probe.mjs saw on the wire), "error"? }
+// stderr also gets `E2E-PUSHED` when the client's first push leaves (../probe.mjs).
 // Everything LiveStore prints (it logs with console.log) goes to stderr.
 // Exit codes: 0 ok, 2 sync timeout, 3 unexpectedly synced (nosync mode), 1 crash/bad usage.
 
 import { parseArgs } from 'node:util'
+import { installProbe } from '../probe.mjs'
 
 // LiveStore logs to stdout; keep stdout for our single JSON line.
 const writeStdout = process.stdout.write.bind(process.stdout)
@@ -103,6 +106,9 @@ const pollMs = int('poll-ms', 500)
 if (transport !== 'ws' && transport !== 'http') usage('--transport must be ws or http')
 if (mode !== 'sync' && mode !== 'nosync') usage('--mode must be sync or nosync')
 if (typeof globalThis.WebSocket !== 'function') usage('no global WebSocket: run with node --experimental-websocket')
+
+// Before the client makes its first socket or request.
+const probe = installProbe()
 
 const { makeAdapter } = await import('@livestore/adapter-node')
 const { createStorePromise, Events, Schema, State, makeSchema, StoreInternalsSymbol, makeShutdownDeferred } = await import(
@@ -173,6 +179,8 @@ const observe = async () => {
   report.upstreamHead = st.upstreamHead.global
   report.localHead = st.localHead.global
   report.pendingCount = st.pending.length
+  report.pushes = probe.pushes
+  report.rejectedPushes = probe.rejectedPushes
   report.elapsedMs = Date.now() - started
   return report
 }

@@ -13,28 +13,10 @@ fn admin(ws: &mut Ws, tag: &str, id: &str, secret: &str) {
     ws.send(json!({"_tag": tag, "requestId": id, "adminSecret": secret}));
 }
 
-fn v03_ping(ws: &mut Ws) {
-    ws.send(json!({"_tag": "WSMessage.Ping", "requestId": "ping"}));
-    assert_eq!(
-        ws.recv(),
-        json!({"_tag": "WSMessage.Pong", "requestId": "ping"})
-    );
-}
-
-fn v04_ping(ws: &mut Ws) {
-    ws.send_text(r#"{"_tag":"Ping"}"#);
-    assert_eq!(ws.recv_text(), r#"{"_tag":"Pong"}"#);
-}
-
 /// Pushes events `from..from+n` over a 0.3 socket and consumes the ack and
 /// the socket's own broadcast.
 fn v03_fill(ws: &mut Ws, id: &str, from: i64, n: i64) {
-    ws.send_text(&v03_push(id, &events(from, n, "A")));
-    assert_eq!(
-        ws.recv(),
-        json!({"_tag": "WSMessage.PushAck", "requestId": id})
-    );
-    assert_eq!(ws.recv()["_tag"], "WSMessage.PullRes");
+    ws.push_v03_acked(id, &events(from, n, "A"));
 }
 
 /// Opens a live 0.4 pull `0` and returns the backend id of its first chunk
@@ -45,14 +27,6 @@ fn v04_live_pull(ws: &mut Ws, store: &str, n: i64) -> String {
     assert_eq!(m["_tag"], "Chunk", "{m}");
     assert_eq!(seqs(&m["values"][0]["batch"]), (1..=n).collect::<Vec<_>>());
     m["values"][0]["backendId"].as_str().unwrap().to_string()
-}
-
-fn event_rows(srv: &TestServer, store: &str) -> i64 {
-    srv.db
-        .client()
-        .query_one("SELECT count(*) FROM events WHERE store_id = $1", &[&store])
-        .unwrap()
-        .get(0)
 }
 
 fn store_row(srv: &TestServer, store: &str) -> (i64, String) {
@@ -126,10 +100,10 @@ fn admin_reset_with_a_wrong_secret_changes_nothing() {
     );
     assert_eq!(new.recv_within(QUIET), None);
 
-    assert_eq!(event_rows(&srv, "s"), 3);
+    assert_eq!(srv.db.event_rows("s"), 3);
     assert_eq!(store_row(&srv, "s"), (3, bid));
-    v03_ping(&mut adm);
-    v04_ping(&mut new);
+    adm.ping_v03();
+    new.ping_v04();
     v03_fill(&mut adm, "p2", 4, 1);
     assert_eq!(new.recv()["_tag"], "Chunk");
 }
@@ -141,7 +115,7 @@ fn admin_reset_wipes_the_store_and_closes_its_sockets_only() {
     let mut adm = Ws::v03(srv.addr, "s");
     v03_fill(&mut adm, "p", 1, 5);
     let mut old = Ws::v03(srv.addr, "s");
-    v03_ping(&mut old);
+    old.ping_v03();
     let mut new = Ws::v04(srv.addr, "s");
     let old_bid = v04_live_pull(&mut new, "s", 5);
 
@@ -163,16 +137,16 @@ fn admin_reset_wipes_the_store_and_closes_its_sockets_only() {
     }
 
     // The store is empty, at head 0, with a new backend id.
-    assert_eq!(event_rows(&srv, "s"), 0);
+    assert_eq!(srv.db.event_rows("s"), 0);
     let (head, new_bid) = store_row(&srv, "s");
     assert_eq!(head, 0);
     assert_ne!(new_bid, old_bid);
 
     // The other store is untouched, its sockets still open and live.
-    assert_eq!(event_rows(&srv, "t"), 2);
+    assert_eq!(srv.db.event_rows("t"), 2);
     assert_eq!(store_row(&srv, "t"), (2, other_bid.clone()));
-    v03_ping(&mut other03);
-    v04_ping(&mut other04);
+    other03.ping_v03();
+    other04.ping_v04();
     assert_eq!(other03.recv_within(QUIET), None);
     assert_eq!(other04.recv_within(QUIET), None);
     v03_fill(&mut other03, "q2", 3, 1);
@@ -214,5 +188,5 @@ fn admin_reset_wipes_the_store_and_closes_its_sockets_only() {
     assert_eq!(m["requestId"], "0", "{m}");
     assert_eq!(seqs(&m["values"][0]["batch"]), vec![1, 2]);
     assert_eq!(m["values"][0]["backendId"], new_bid);
-    assert_eq!(event_rows(&srv, "s"), 2);
+    assert_eq!(srv.db.event_rows("s"), 2);
 }

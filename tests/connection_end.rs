@@ -48,13 +48,6 @@ fn settles_to(pid: u32, base: (usize, usize), within: Duration) -> Result<(), (u
     }
 }
 
-/// The server's own live counts, from `/health`.
-fn open_counts(addr: SocketAddr) -> serde_json::Value {
-    let (status, _, body) = http(addr, "GET", "/health", &[], "");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str::<serde_json::Value>(&body).unwrap()["open"].clone()
-}
-
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Gen {
     V03,
@@ -103,55 +96,6 @@ impl Gen {
     }
 }
 
-/// A client frame: masked, as RFC 6455 requires of clients.
-fn masked_text(text: &str) -> Vec<u8> {
-    let p = text.as_bytes();
-    let mask = [0x5a, 0x13, 0xc7, 0x2e];
-    let mut out = vec![0x81];
-    if p.len() < 126 {
-        out.push(0x80 | p.len() as u8);
-    } else {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(p.len() as u16).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(p.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-/// An upgraded socket, read up to the end of the `101` answer.
-fn raw_ws(addr: SocketAddr, path: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    s
-}
-
-/// Closes with a TCP reset (SO_LINGER 0): unread data is discarded and the
-/// server's next read or write fails with ECONNRESET or EPIPE.
-fn reset(s: TcpStream) {
-    socket2::SockRef::from(&s)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(s);
-}
-
 /// Pushes `n` events in batches of 100 through a 0.3 socket and reads the acks.
 fn fill(addr: SocketAddr, store: &str, n: i64) {
     let mut ws = Ws::v03(addr, store);
@@ -159,13 +103,7 @@ fn fill(addr: SocketAddr, store: &str, n: i64) {
     while from <= n {
         let k = 100.min(n - from + 1);
         ws.send_text(&v03_push(&format!("f{from}"), &events(from, k, "fill")));
-        loop {
-            let m = ws.recv();
-            if m["_tag"] == "WSMessage.PushAck" {
-                break;
-            }
-            assert_ne!(m["_tag"], "WSMessage.Error", "{m}");
-        }
+        ws.await_v03_ack();
         from += k;
     }
     ws.ws.close(None).unwrap();
@@ -191,13 +129,7 @@ fn push_batches(addr: SocketAddr, store: &str, head: i64, pushes: i64, size: i64
             &format!("b{p}"),
             &format!("[{}]", items.join(",")),
         ));
-        loop {
-            let m = ws.recv();
-            if m["_tag"] == "WSMessage.PushAck" {
-                break;
-            }
-            assert_ne!(m["_tag"], "WSMessage.Error", "{m}");
-        }
+        ws.await_v03_ack();
         seq += size;
     }
     ws.ws.close(None).unwrap();
@@ -444,22 +376,8 @@ fn shutdown_ends_every_connection_and_its_threads() {
     }
     std::thread::sleep(Duration::from_millis(200));
     let mut srv = srv;
-    let started = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &srv.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = loop {
-        if let Some(s) = srv.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "server still running 15 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    srv.sigterm();
+    let exit = srv.wait_exit(Duration::from_secs(15));
     assert!(exit.success(), "{exit:?}");
     let log = srv.log.lock().join("\n");
     assert!(log.contains("shutting down:"), "{log}");

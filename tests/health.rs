@@ -34,9 +34,7 @@ fn health_follows_the_database() {
         .unwrap();
     let (status, headers, body) = http(srv.addr, "GET", "/health", &[], "");
     assert_eq!(status, 503, "{body}");
-    assert!(headers
-        .iter()
-        .any(|(k, v)| k == "content-type" && v == "application/json"));
+    assert_eq!(header(&headers, "content-type"), Some("application/json"));
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "unavailable");
     // The server itself is still up and answering.

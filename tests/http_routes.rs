@@ -5,17 +5,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-fn is_plain_text(headers: &[(String, String)]) -> bool {
-    header(headers, "content-type").is_some_and(|c| c.starts_with("text/plain"))
-}
-
 #[test]
 fn info_health_and_not_found() {
     let _w = watchdog("info_health", Duration::from_secs(30));
@@ -119,13 +108,7 @@ fn bad_sync_params_get_400_with_a_readable_body() {
     );
     assert_eq!((status, body.as_str()), (400, "Invalid auth token"));
     // Nothing was created for any refused request.
-    let stores: i64 = srv
-        .db
-        .client()
-        .query_one("SELECT count(*) FROM stores", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(stores, 0);
+    assert_eq!(srv.db.count("SELECT count(*) FROM stores", &[]), 0);
 }
 
 #[test]

@@ -9,10 +9,6 @@ use serde_json::{json, Value};
 
 const QUIET: Duration = Duration::from_millis(300);
 
-fn push_ok(id: &str) -> Value {
-    json!({"_tag": "Exit", "requestId": id, "exit": {"_tag": "Success", "value": {}}})
-}
-
 /// Checks a raw frame carries each event of `from..from+n` by `client` with
 /// its args exactly as pushed.
 fn assert_args_verbatim(raw: &str, from: i64, n: i64, client: &str) {
@@ -70,11 +66,7 @@ fn pushes_from_either_generation_reach_both_and_share_one_log() {
     let mut old = Ws::v03(srv.addr, "m");
     let mut new = Ws::v04(srv.addr, "m");
     // The 0.3 socket is subscribed from the start; make sure it is open.
-    old.send(json!({"_tag": "WSMessage.Ping", "requestId": "ping"}));
-    assert_eq!(
-        old.recv(),
-        json!({"_tag": "WSMessage.Pong", "requestId": "ping"})
-    );
+    old.ping_v03();
     new.send_text(&v04_pull("0", "SyncWsRpc.Pull", "m", Some(true), NONE));
     let first: Value = new.recv();
     assert_eq!(first["values"][0]["batch"], json!([]));
@@ -190,9 +182,7 @@ fn a_0_3_push_during_a_gated_0_4_backlog_is_delivered_after_it_once() {
     let srv = TestServer::start_with("mixed_late", |c| c.limits.ack_window = 1);
     let mut old = Ws::v03(srv.addr, "m");
     for k in 0..3 {
-        old.send_text(&v03_push(&format!("o{k}"), &events(1 + k * 60, 60, "OLD")));
-        assert_eq!(old.recv()["_tag"], "WSMessage.PushAck");
-        assert_eq!(old.recv()["_tag"], "WSMessage.PullRes");
+        old.push_v03_acked(&format!("o{k}"), &events(1 + k * 60, 60, "OLD"));
     }
     let mut new = Ws::v04(srv.addr, "m");
     new.send_text(&v04_pull("0", "SyncWsRpc.Pull", "m", Some(true), NONE));

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{watchdog, ServerProcess, TestDb};
+use common::{watchdog, ServerProcess, TestDb, APPEND_SQL_FRAGMENT};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -35,6 +35,10 @@ const HTTP_POLL_MS: u64 = 500;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The line a `--wait-go` client prints to stderr once it has booted.
 const READY_MARKER: &str = "E2E-READY";
+/// The line a client prints to stderr when its first push leaves (`tests/e2e/probe.mjs`).
+const PUSHED_MARKER: &str = "E2E-PUSHED";
+/// How long the released writers may take to send their first push.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // Node / npm preparation
@@ -220,6 +224,8 @@ struct RunningClient {
     stdin: Option<std::process::ChildStdin>,
     /// Receives `()` once the client printed `READY_MARKER` (dropped without a message if it exits).
     ready: mpsc::Receiver<()>,
+    /// Likewise for `PUSHED_MARKER`.
+    pushed: mpsc::Receiver<()>,
     stdout: std::thread::JoinHandle<String>,
     stderr: std::thread::JoinHandle<String>,
     started: Instant,
@@ -329,8 +335,12 @@ fn spawn_client(server: &ServerProcess, store_id: &str, spec: &ClientSpec) -> Ru
         s
     });
     let (ready_tx, ready) = mpsc::channel();
+    let (pushed_tx, pushed) = mpsc::channel();
     let stderr = std::thread::spawn(move || {
-        let mut ready_tx = Some(ready_tx);
+        let mut markers = [
+            (READY_MARKER, Some(ready_tx)),
+            (PUSHED_MARKER, Some(pushed_tx)),
+        ];
         let mut all = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
@@ -343,12 +353,11 @@ fn spawn_client(server: &ServerProcess, store_id: &str, spec: &ClientSpec) -> Ru
                         }
                     }
                     all.extend_from_slice(&buf[..n]);
-                    if ready_tx.is_some()
-                        && all
-                            .windows(READY_MARKER.len())
-                            .any(|w| w == READY_MARKER.as_bytes())
-                    {
-                        let _ = ready_tx.take().unwrap().send(());
+                    for (marker, tx) in &mut markers {
+                        if tx.is_some() && all.windows(marker.len()).any(|w| w == marker.as_bytes())
+                        {
+                            let _ = tx.take().unwrap().send(());
+                        }
                     }
                 }
             }
@@ -360,6 +369,7 @@ fn spawn_client(server: &ServerProcess, store_id: &str, spec: &ClientSpec) -> Ru
         child,
         stdin,
         ready,
+        pushed,
         stdout,
         stderr,
         started: Instant::now(),
@@ -399,33 +409,35 @@ impl RunningClient {
     }
 }
 
-/// Runs the clients side by side and waits for all of them. The `--wait-go` ones are released
-/// together (one line on their stdin) once every one of them has booted.
-fn run_all(server: &ServerProcess, store_id: &str, specs: &[ClientSpec]) -> Vec<ClientResult> {
+/// Runs the clients side by side and waits for all of them. The `--wait-go` ones (the writers) are
+/// released together (one line on their stdin) once every one of them has booted, and made to race:
+/// the database holds the first push to arrive until every writer's first push has left, so all
+/// but one of those first pushes carry a stale parent and must be refused, and their clients
+/// rebase. Left to timing, a writer could see the other's events before pushing and never race.
+fn run_all(
+    server: &ServerProcess,
+    db: &TestDb,
+    store_id: &str,
+    specs: &[ClientSpec],
+) -> Vec<ClientResult> {
     let mut running: Vec<RunningClient> = specs
         .iter()
         .map(|s| spawn_client(server, store_id, s))
         .collect();
     let deadline = Instant::now() + BOOT_TIMEOUT;
-    let mut not_ready = None;
-    for c in running.iter().filter(|c| c.spec.wait_go) {
+    for i in 0..running.len() {
         let left = deadline.saturating_duration_since(Instant::now());
-        if c.ready.recv_timeout(left).is_err() {
-            not_ready = Some(c.spec.client_id.clone());
-            break;
+        if running[i].spec.wait_go && running[i].ready.recv_timeout(left).is_err() {
+            let id = running[i].spec.client_id.clone();
+            abort(
+                server,
+                running,
+                &format!("client {id} did not boot (no `{READY_MARKER}`) within {BOOT_TIMEOUT:?}"),
+            );
         }
     }
-    if let Some(id) = not_ready {
-        for c in &mut running {
-            let _ = c.child.kill();
-        }
-        let ctx: Vec<String> = running.into_iter().map(|c| c.finish().ctx()).collect();
-        panic!(
-            "client {id} did not boot (no `{READY_MARKER}`) within {BOOT_TIMEOUT:?}\n{}\n{}",
-            ctx.join("\n"),
-            server_ctx(server)
-        );
-    }
+    let writers = running.iter().filter(|c| c.spec.wait_go).count();
+    let lock = (writers > 1).then(|| db.lock_events());
     // Released with a common start instant a little ahead, so that the latency of delivering the
     // go line does not skew them.
     let at = std::time::SystemTime::now()
@@ -439,7 +451,42 @@ fn run_all(server: &ServerProcess, store_id: &str, specs: &[ClientSpec]) -> Vec<
             let _ = stdin.write_all(format!("go {at}\n").as_bytes());
         }
     }
+    if let Some(lock) = lock {
+        let deadline = Instant::now() + PUSH_TIMEOUT;
+        for i in 0..running.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if running[i].spec.wait_go && running[i].pushed.recv_timeout(left).is_err() {
+                let id = running[i].spec.client_id.clone();
+                lock.release();
+                abort(
+                    server,
+                    running,
+                    &format!(
+                        "client {id} sent no push (no `{PUSHED_MARKER}`) within {PUSH_TIMEOUT:?}"
+                    ),
+                );
+            }
+        }
+        // Every writer's first push has left; one of them holds the store, waiting to insert.
+        while db.lock_waiters(APPEND_SQL_FRAGMENT) == 0 {
+            if Instant::now() > deadline {
+                lock.release();
+                abort(server, running, "no push reached the database");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        lock.release();
+    }
     running.into_iter().map(RunningClient::finish).collect()
+}
+
+/// Kills every client and fails with their output and the server's.
+fn abort(server: &ServerProcess, mut running: Vec<RunningClient>, why: &str) -> ! {
+    for c in &mut running {
+        let _ = c.child.kill();
+    }
+    let ctx: Vec<String> = running.into_iter().map(|c| c.finish().ctx()).collect();
+    panic!("{why}\n{}\n{}", ctx.join("\n"), server_ctx(server));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -662,12 +709,8 @@ fn assert_database(db: &TestDb, store_id: &str, writers: &[ClientSpec], server: 
     );
 
     // The wrong-token clients' events (and anything else) must not be anywhere in the table.
-    let total: i64 = client
-        .query_one("SELECT count(*) FROM events", &[])
-        .expect("count events")
-        .get(0);
     assert_eq!(
-        total as usize,
+        db.all_event_rows() as usize,
         expected.len(),
         "events stored in total (all stores)\n{}",
         dump()
@@ -723,25 +766,44 @@ fn run_scenario(sc: Scenario) {
         .collect();
     let all_ids: BTreeSet<String> = writers.iter().flat_map(|w| w.own_ids()).collect();
     let t = Instant::now();
-    let results = run_all(&server, &store_id, &writers);
+    let results = run_all(&server, &db, &store_id, &writers);
     for r in &results {
         assert_converged(r, &all_ids, &server);
     }
-    let starts: Vec<i64> = results
-        .iter()
-        .filter_map(|r| r.field("commitStartMs").as_i64())
-        .collect();
-    let skew = starts.iter().max().unwrap_or(&0) - starts.iter().min().unwrap_or(&0);
+    // They raced: each pushed, and the server refused at least one stale push (the loser's first),
+    // after which the loser rebased; assert_converged and assert_database check the outcome.
+    let pushes = |r: &ClientResult| r.field("pushes").as_u64().unwrap_or(0);
+    let rejected = |r: &ClientResult| r.field("rejectedPushes").as_u64().unwrap_or(0);
+    for r in &results {
+        assert!(
+            pushes(r) >= 1,
+            "writer pushed nothing\n{}\n{}",
+            r.ctx(),
+            server_ctx(&server)
+        );
+    }
+    assert!(
+        results.iter().map(rejected).sum::<u64>() >= 1,
+        "no writer had a push refused: the writers did not race\n{}\n{}",
+        results
+            .iter()
+            .map(ClientResult::ctx)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        server_ctx(&server)
+    );
     eprintln!(
-        "[{}] {} writers converged on {total} events in {:?} (first commits {skew} ms apart; {})",
+        "[{}] {} writers converged on {total} events in {:?} ({})",
         sc.tag,
         writers.len(),
         t.elapsed(),
         results
             .iter()
             .map(|r| format!(
-                "{}: done after {}ms",
+                "{}: {} pushes, {} refused, done after {}ms",
                 r.spec.client_id,
+                pushes(r),
+                rejected(r),
                 r.field("elapsedMs")
             ))
             .collect::<Vec<_>>()
@@ -760,7 +822,7 @@ fn run_scenario(sc: Scenario) {
             .map(|(k, id)| ClientSpec::wrong_token(*k, id)),
     );
     let t = Instant::now();
-    let results = run_all(&server, &store_id, &second);
+    let results = run_all(&server, &db, &store_id, &second);
     for r in &results {
         if r.spec.sync {
             assert_converged(r, &all_ids, &server);

@@ -92,12 +92,7 @@ fn two_hubs_on_one_database_never_fork_and_the_stale_one_catches_up() {
     // parent event number".)
     s1.push("p3", batch(3, 1, "A"), None, || {}).unwrap();
     s2.push("p4", batch(4, 1, "B"), None, || {}).unwrap();
-    let n: i64 = db
-        .client()
-        .query_one("SELECT count(*) FROM events", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 4);
+    assert_eq!(db.all_event_rows(), 4);
     // Instance one learns of it from the log.
     s1.appended_elsewhere(4, "p4").unwrap();
     assert_eq!(s1.meta().unwrap().head, 4);
@@ -216,12 +211,7 @@ fn a_version_1_database_loses_the_events_foreign_key() {
     assert!(st
         .append("never-opened", 0, &batch(1, 1, "c"), SystemTime::now())
         .is_err());
-    assert_eq!(
-        c.query_one("SELECT count(*) FROM events", &[])
-            .unwrap()
-            .get::<_, i64>(0),
-        0
-    );
+    assert_eq!(db.all_event_rows(), 0);
 }
 
 #[test]

@@ -19,11 +19,7 @@ fn push_is_acked_then_broadcast_to_every_socket_including_the_pusher() {
     let mut other = Ws::v03(srv.addr, "s2");
     // Make sure both sockets are registered before the push.
     for ws in [&mut a, &mut b, &mut other] {
-        ws.send(json!({"_tag": "WSMessage.Ping", "requestId": "ping"}));
-        assert_eq!(
-            ws.recv(),
-            json!({"_tag": "WSMessage.Pong", "requestId": "ping"})
-        );
+        ws.ping_v03();
     }
     push(&mut a, "p1", &events(1, 3, "A"));
     assert_eq!(
@@ -38,13 +34,7 @@ fn push_is_acked_then_broadcast_to_every_socket_including_the_pusher() {
             json!({"context": "push", "requestId": "p1"})
         );
         assert_eq!(res["remaining"], 0);
-        let seqs: Vec<i64> = res["batch"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["eventEncoded"]["seqNum"].as_i64().unwrap())
-            .collect();
-        assert_eq!(seqs, vec![1, 2, 3]);
+        assert_eq!(seqs(&res["batch"]), vec![1, 2, 3]);
         assert_eq!(res["batch"][0]["metadata"]["_tag"], "Some");
     }
     // Another store's socket hears nothing.
@@ -56,9 +46,7 @@ fn stale_parent_gets_an_error_and_no_broadcast() {
     let _w = watchdog("stale_parent", Duration::from_secs(30));
     let srv = TestServer::start("v03_stale");
     let mut a = Ws::v03(srv.addr, "s");
-    push(&mut a, "p1", &events(1, 2, "A"));
-    assert_eq!(a.recv()["_tag"], "WSMessage.PushAck");
-    assert_eq!(a.recv()["_tag"], "WSMessage.PullRes");
+    a.push_v03_acked("p1", &events(1, 2, "A"));
     push(&mut a, "p2", &events(1, 1, "B"));
     assert_eq!(
         a.recv(),
@@ -77,13 +65,7 @@ fn stale_parent_gets_an_error_and_no_broadcast() {
         None,
         "no broadcast after a refused push"
     );
-    let rows: i64 = srv
-        .db
-        .client()
-        .query_one("SELECT count(*) FROM events", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(rows, 2);
+    assert_eq!(srv.db.all_event_rows(), 2);
 }
 
 #[test]
@@ -105,9 +87,7 @@ fn pull_pages_of_100_with_exact_remaining_and_args_byte_for_byte() {
     let srv = TestServer::start("v03_pages");
     let mut a = Ws::v03(srv.addr, "s");
     for k in 0..5 {
-        push(&mut a, &format!("p{k}"), &events(1 + k * 50, 50, "A"));
-        assert_eq!(a.recv()["_tag"], "WSMessage.PushAck");
-        assert_eq!(a.recv()["_tag"], "WSMessage.PullRes");
+        a.push_v03_acked(&format!("p{k}"), &events(1 + k * 50, 50, "A"));
     }
     let mut b = Ws::v03(srv.addr, "s");
     b.send_text(r#"{"_tag":"WSMessage.PullReq","requestId":"r1"}"#);
@@ -119,23 +99,12 @@ fn pull_pages_of_100_with_exact_remaining_and_args_byte_for_byte() {
             json!({"context": "pull", "requestId": "r1"})
         );
         assert_eq!(m["remaining"], expected_remaining);
-        seen.extend(
-            m["batch"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["eventEncoded"]["seqNum"].as_i64().unwrap()),
-        );
+        seen.extend(seqs(&m["batch"]));
     }
     assert_eq!(seen, (1..=250).collect::<Vec<_>>());
     // Raw text check: the key order of args survives storage.
     b.send_text(r#"{"_tag":"WSMessage.PullReq","requestId":"r2","cursor":248}"#);
-    let raw = loop {
-        match b.ws.read().unwrap() {
-            tungstenite::Message::Text(t) => break t.as_str().to_string(),
-            _ => continue,
-        }
-    };
+    let raw = b.recv_text();
     assert!(
         raw.contains(&format!(r#""args":{},"seqNum":249"#, args_text(249, "A"))),
         "{raw}"

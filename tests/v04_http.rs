@@ -12,13 +12,6 @@ use serde_json::{json, Value};
 const PULL: &str = "SyncHttpRpc.Pull";
 const PUSH: &str = "SyncHttpRpc.Push";
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 /// POSTs `body` as the client does; returns status, headers and body text.
 fn post(addr: SocketAddr, store: &str, body: &str) -> (u16, Vec<(String, String)>, String) {
     http(
@@ -66,8 +59,9 @@ fn push_body(id: &str, store: &str, batch: &str, backend_id: &str) -> String {
     v04_push(id, PUSH, store, batch, backend_id)
 }
 
-fn push_ok_text(id: &str) -> String {
-    format!(r#"[{{"_tag":"Exit","requestId":"{id}","exit":{{"_tag":"Success","value":{{}}}}}}]"#)
+/// The whole HTTP answer to an accepted push.
+fn push_answer(id: &str) -> String {
+    format!("[{}]", push_ok_text(id))
 }
 
 fn stream_done(id: &str) -> Value {
@@ -139,7 +133,7 @@ fn push_then_pull_returns_the_events_byte_for_byte() {
         "s",
         &push_body("1", "s", &events(1, 3, "A"), NONE),
     );
-    assert_eq!((status, body), (200, push_ok_text("1")));
+    assert_eq!((status, body), (200, push_answer("1")));
     assert_eq!(header(&headers, "access-control-allow-origin"), Some("*"));
 
     let text = rpc_text(srv.addr, "s", &pull_body("2", "s", NONE));
@@ -178,7 +172,7 @@ fn pull_with_a_cursor_returns_only_newer_events_in_pages() {
         );
         assert_eq!(
             rpc_text(srv.addr, "s", &body),
-            push_ok_text(&format!("p{k}"))
+            push_answer(&format!("p{k}"))
         );
     }
     let items = rpc(srv.addr, "s", &pull_body("c", "s", &some_cursor(&bid, 247)));
@@ -229,13 +223,7 @@ fn foreign_backend_id_is_backend_id_mismatch_for_pull_and_push() {
         fail_error(&items, "2"),
         json!({"_tag": "BackendIdMismatchError", "expected": bid, "received": "old"})
     );
-    let rows: i64 = srv
-        .db
-        .client()
-        .query_one("SELECT count(*) FROM events", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(rows, 0);
+    assert_eq!(srv.db.all_event_rows(), 0);
 }
 
 #[test]
@@ -248,7 +236,7 @@ fn stale_push_is_server_ahead_error() {
             "s",
             &push_body("1", "s", &events(1, 4, "A"), NONE)
         ),
-        push_ok_text("1")
+        push_answer("1")
     );
     let items = rpc(
         srv.addr,
@@ -262,7 +250,7 @@ fn stale_push_is_server_ahead_error() {
     // An empty push is acknowledged whatever the head.
     assert_eq!(
         rpc_text(srv.addr, "s", &push_body("3", "s", "[]", NONE)),
-        push_ok_text("3")
+        push_answer("3")
     );
 }
 
@@ -286,7 +274,7 @@ fn a_body_that_is_not_one_rpc_request_is_400() {
             (400, "The body must be one JSON RPC Request"),
             "{body}"
         );
-        assert!(header(&headers, "content-type").is_some_and(|c| c.starts_with("text/plain")));
+        assert!(is_plain_text(&headers), "{headers:?}");
         assert_eq!(header(&headers, "access-control-allow-origin"), Some("*"));
     }
     // A well-formed request with an unknown method or another store dies per request.
@@ -352,7 +340,7 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     )
     .unwrap();
     let (status, headers, body) = read_response(&mut s);
-    assert_eq!((status, body), (200, push_ok_text("1")));
+    assert_eq!((status, body), (200, push_answer("1")));
     assert_eq!(header(&headers, "connection"), Some("keep-alive"));
 
     s.write_all(request_text(srv.addr, "s", &ping_body("2", "s"), "").as_bytes())
@@ -428,7 +416,7 @@ fn backend_id_is_stable_across_requests_and_restarts() {
             "s",
             &push_body("1", "s", &events(1, 3, "A"), &some_str(&bid))
         ),
-        push_ok_text("1")
+        push_answer("1")
     );
     assert_eq!(backend_id_of(first.addr, "s"), bid);
     let other = backend_id_of(first.addr, "t");
@@ -451,7 +439,7 @@ fn backend_id_is_stable_across_requests_and_restarts() {
             "s",
             &push_body("2", "s", &events(4, 1, "B"), &some_str(&bid))
         ),
-        push_ok_text("2")
+        push_answer("2")
     );
     let items = rpc(
         second.addr,

@@ -19,10 +19,6 @@ fn push(ws: &mut Ws, id: &str, store: &str, batch: &str, backend_id: &str) {
     ws.send_text(&v04_push(id, PUSH, store, batch, backend_id));
 }
 
-fn push_ok(id: &str) -> Value {
-    json!({"_tag": "Exit", "requestId": id, "exit": {"_tag": "Success", "value": {}}})
-}
-
 fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
@@ -88,14 +84,6 @@ fn db_backend_id(srv: &TestServer, store: &str) -> String {
             "SELECT backend_id FROM stores WHERE store_id = $1",
             &[&store],
         )
-        .unwrap()
-        .get(0)
-}
-
-fn event_rows(srv: &TestServer, store: &str) -> i64 {
-    srv.db
-        .client()
-        .query_one("SELECT count(*) FROM events WHERE store_id = $1", &[&store])
         .unwrap()
         .get(0)
 }
@@ -171,7 +159,7 @@ fn push_is_acked_and_reaches_the_live_pulls_of_every_socket_of_the_store() {
         assert_eq!(seqs(&chunk_value(&m, "0")["batch"]), vec![4]);
         assert_eq!(ws.recv_within(QUIET), None, "exactly one chunk per push");
     }
-    assert_eq!(event_rows(&srv, "s"), 4);
+    assert_eq!(srv.db.event_rows("s"), 4);
 }
 
 #[test]
@@ -196,7 +184,7 @@ fn stale_or_future_parent_is_server_ahead_error() {
     );
     // Nothing was broadcast or stored for the refused pushes.
     assert_eq!(a.recv_within(QUIET), None);
-    assert_eq!(event_rows(&srv, "s"), 2);
+    assert_eq!(srv.db.event_rows("s"), 2);
 }
 
 #[test]
@@ -217,7 +205,7 @@ fn push_with_a_foreign_backend_id_is_backend_id_mismatch() {
         json!({"_tag": "BackendIdMismatchError", "expected": bid, "received": "not-the-id"})
     );
     assert_eq!(a.recv_within(QUIET), None);
-    assert_eq!(event_rows(&srv, "s"), 0);
+    assert_eq!(srv.db.event_rows("s"), 0);
 }
 
 #[test]
@@ -242,8 +230,7 @@ fn pull_with_a_foreign_backend_id_fails_and_does_not_subscribe() {
 /// The store's backend id, read after `ws` opened it (the store row exists
 /// once a socket is attached).
 fn db_backend_id_after_open(srv: &TestServer, ws: &mut Ws, store: &str) -> String {
-    ws.send_text(r#"{"_tag":"Ping"}"#);
-    assert_eq!(ws.recv_text(), r#"{"_tag":"Pong"}"#);
+    ws.ping_v04();
     db_backend_id(srv, store)
 }
 
@@ -450,37 +437,60 @@ fn malformed_payloads_die_for_their_request_only() {
     let token = format!(r#""payload":{{"authToken":"{TOKEN}"}}"#);
     let cases = [
         // cursor null (an Option must be {_tag: None})
-        format!(
-            r#"{{"_tag":"Request","id":"c1","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true,"cursor":null}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c1","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true,"cursor":null}},"headers":[]}}"#
+            ),
+            "invalid type: null",
         ),
         // cursor missing
-        format!(
-            r#"{{"_tag":"Request","id":"c2","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c2","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true}},"headers":[]}}"#
+            ),
+            "missing field `cursor`",
         ),
         // live missing on the WebSocket method
-        format!(
-            r#"{{"_tag":"Request","id":"c3","tag":"{PULL}","payload":{{"storeId":"s",{token},"cursor":{NONE}}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c3","tag":"{PULL}","payload":{{"storeId":"s",{token},"cursor":{NONE}}},"headers":[]}}"#
+            ),
+            "`live` is required",
         ),
         // a bare cursor value instead of an Option
-        format!(
-            r#"{{"_tag":"Request","id":"c4","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true,"cursor":{{"backendId":"x","eventSequenceNumber":1}}}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c4","tag":"{PULL}","payload":{{"storeId":"s",{token},"live":true,"cursor":{{"backendId":"x","eventSequenceNumber":1}}}},"headers":[]}}"#
+            ),
+            "missing field `_tag`",
         ),
         // push batch that is not an array
-        format!(
-            r#"{{"_tag":"Request","id":"c5","tag":"{PUSH}","payload":{{"storeId":"s",{token},"batch":{{}},"backendId":{NONE}}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c5","tag":"{PUSH}","payload":{{"storeId":"s",{token},"batch":{{}},"backendId":{NONE}}},"headers":[]}}"#
+            ),
+            "invalid type: map, expected a sequence",
         ),
         // push event with a fractional seqNum
-        format!(
-            r#"{{"_tag":"Request","id":"c6","tag":"{PUSH}","payload":{{"storeId":"s",{token},"batch":[{{"name":"x","args":{{}},"seqNum":1.5,"parentSeqNum":0,"clientId":"c","sessionId":"s"}}],"backendId":{NONE}}},"headers":[]}}"#
+        (
+            format!(
+                r#"{{"_tag":"Request","id":"c6","tag":"{PUSH}","payload":{{"storeId":"s",{token},"batch":[{{"name":"x","args":{{}},"seqNum":1.5,"parentSeqNum":0,"clientId":"c","sessionId":"s"}}],"backendId":{NONE}}},"headers":[]}}"#
+            ),
+            "invalid type: floating point `1.5`, expected i64",
         ),
     ];
-    for (i, frame) in cases.iter().enumerate() {
+    // Each defect says what is wrong with the payload (the Effect client
+    // shows it as the request's failure): the decoder's own message.
+    for (i, (frame, what)) in cases.iter().enumerate() {
         a.send_text(frame);
         let id = format!("c{}", i + 1);
         let defect = die_defect(&a.recv(), &id);
-        assert!(!defect.is_empty(), "{id}");
+        assert!(
+            defect.starts_with("invalid request payload: ") && defect.contains(what),
+            "{id}: `{what}` not in {defect:?}"
+        );
     }
-    assert_eq!(event_rows(&srv, "s"), 0);
+    assert_eq!(srv.db.event_rows("s"), 0);
     assert_eq!(a.recv_within(QUIET), None);
 }
 
@@ -495,20 +505,13 @@ fn request_for_another_store_than_the_url_dies() {
     push(&mut a, "y", "other", &events(1, 1, "A"), NONE);
     die_defect(&a.recv(), "y");
     assert_eq!(a.recv_within(QUIET), None);
-    let rows: i64 = srv
-        .db
-        .client()
-        .query_one("SELECT count(*) FROM events", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(rows, 0);
-    let other: i64 = srv
-        .db
-        .client()
-        .query_one("SELECT count(*) FROM stores WHERE store_id = 'other'", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(other, 0, "the foreign store was created");
+    assert_eq!(srv.db.all_event_rows(), 0);
+    assert_eq!(
+        srv.db
+            .count("SELECT count(*) FROM stores WHERE store_id = 'other'", &[]),
+        0,
+        "the foreign store was created"
+    );
     // The URL's store still works on this socket.
     live_pull_empty(&mut a, "ok", "s");
 }

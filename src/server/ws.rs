@@ -97,6 +97,9 @@ pub fn serve(
             return;
         }
     };
+    // Counted before the 101 goes out: a client that sees the socket open
+    // also sees it in the counts.
+    let _websocket = live.websocket();
     if (&*stream)
         .write_all(switching_protocols(key).as_bytes())
         .is_err()
@@ -104,7 +107,6 @@ pub fn serve(
         return;
     }
     log::info!("{label} open");
-    let _websocket = live.websocket();
 
     let writer_stream = stream.clone();
     let writer_outbox = outbox.clone();

@@ -1,0 +1,151 @@
+//! A fresh PostgreSQL database per test, and the queries the tests make on it.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Where the tests find PostgreSQL: `TEST_DATABASE_URL`, default the local server.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database created for one test and dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// Creates `lss_test_<tag>_<pid>_<n>` on the server named by `TEST_DATABASE_URL`.
+    pub fn create(tag: &str) -> TestDb {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("lss_test_{}_{}_{}", tag, std::process::id(), n)
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");
+        let admin = admin_url();
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
+            panic!("cannot reach PostgreSQL at {admin}: {e} (set TEST_DATABASE_URL)")
+        });
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .expect("drop old test database");
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let url = replace_db_name(&admin, &name);
+        TestDb { name, url }
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to test database")
+    }
+
+    /// The one `bigint` a query such as `SELECT count(*) …` returns.
+    pub fn count(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> i64 {
+        self.client()
+            .query_one(sql, params)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    /// How many events `store` has in the database.
+    pub fn event_rows(&self, store: &str) -> i64 {
+        self.count("SELECT count(*) FROM events WHERE store_id = $1", &[&store])
+    }
+
+    /// How many events all stores have.
+    pub fn all_event_rows(&self) -> i64 {
+        self.count("SELECT count(*) FROM events", &[])
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&admin_url(), postgres::NoTls) {
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// Replaces the database name (the path) of a `postgresql://` URL.
+pub fn replace_db_name(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..host_end], db);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// `LOCK TABLE events` held in an open transaction until released (or
+/// dropped): every statement of the server on `events` waits meanwhile,
+/// visibly in `pg_stat_activity`. That turns a race (a push landing during a
+/// pull, during shutdown, before another push) into a fixed order.
+pub struct EventsLock {
+    client: postgres::Client,
+}
+
+impl EventsLock {
+    /// Ends the transaction: the waiting statements go on.
+    pub fn release(mut self) {
+        self.client
+            .batch_execute("ROLLBACK")
+            .expect("release the lock");
+    }
+}
+
+impl TestDb {
+    /// Takes `LOCK TABLE events IN ACCESS EXCLUSIVE MODE`: reads and writes
+    /// of events both wait.
+    pub fn lock_events(&self) -> EventsLock {
+        let mut client = self.client();
+        client
+            .batch_execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+            .expect("lock events");
+        EventsLock { client }
+    }
+
+    /// How many statements containing `fragment` wait for a lock in this
+    /// database (statements of the server, not of this test).
+    pub fn lock_waiters(&self, fragment: &str) -> i64 {
+        self.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE $1",
+            &[&format!("%{fragment}%")],
+        )
+    }
+
+    /// Waits until `n` statements containing `fragment` wait for a lock in
+    /// this database (the server reached them); panics after `within`.
+    pub fn wait_for_lock_waiters(&self, fragment: &str, n: i64, within: std::time::Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let waiting = self.lock_waiters(fragment);
+            if waiting >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{waiting} statement(s) like `{fragment}` wait for the lock after {within:?}, expected {n}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// What the server's push statement contains (see `APPEND_SQL`).
+pub const APPEND_SQL_FRAGMENT: &str = "INSERT INTO events";
+/// What the server's page read contains (see `READ_SQL`).
+pub const READ_SQL_FRAGMENT: &str = "FROM events WHERE store_id";

@@ -331,9 +331,14 @@ fn an_idle_timeout_frees_threads_and_sockets() {
             held.push(s);
         }
     }
-    // Open while held: two threads per socket.
+    // Open while held: two threads per socket (the writer starts just
+    // after the 101, so give it a moment).
     assert_eq!(open_counts(srv.addr)["websockets"], 2 * N);
-    assert!(counts(pid).0 >= base.0 + 4 * N);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counts(pid).0 < base.0 + 4 * N && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(counts(pid).0 >= base.0 + 4 * N, "{:?}", counts(pid));
     // The clients stay connected but silent; the server ends them.
     if let Err(now) = settles_to(pid, base, Duration::from_secs(20)) {
         panic!("after idle timeouts: {now:?}, {base:?} before");

@@ -64,6 +64,50 @@ pub fn serve(
     shutdown: &ServerShutdown,
     live: &Arc<Live>,
 ) {
+    let route = upgrade.route;
+    let Some(mut open) = open(ctx, stream, upgrade, peer, live) else {
+        return;
+    };
+    let why = read_loop(&mut open.ws, &mut open.session, route, shutdown);
+    let Open {
+        session,
+        outbox,
+        writer,
+        ..
+    } = open;
+    drop(session); // detach from the store before the socket goes away
+    if shutdown.is_triggered() {
+        outbox.close(1001, "server shutting down");
+    }
+    // The writer ends after what is queued (bounded by the write timeout),
+    // at once if the socket is dead.
+    outbox.finish();
+    let _ = writer.join();
+    log::info!("{} closed: {why}", outbox.label);
+}
+
+/// An open WebSocket, as its reader loop needs it.
+struct Open<'a> {
+    ws: Box<WebSocket<ReaderIo>>,
+    session: Session,
+    outbox: Arc<Outbox>,
+    writer: std::thread::JoinHandle<()>,
+    _counted: super::live::Guard<'a>,
+}
+
+/// Opens the session, answers 101 and starts the writer; `None` if the
+/// socket could not be opened (already answered or gone). Kept out of line:
+/// its locals would otherwise stay on the reader's stack under every pull,
+/// whose PostgreSQL read is the deepest point of that stack (resident pages
+/// count per 4 KiB, per idle socket).
+#[inline(never)]
+fn open<'a>(
+    ctx: &Arc<Ctx>,
+    stream: Arc<TcpStream>,
+    upgrade: Upgrade<'_>,
+    peer: &str,
+    live: &'a Arc<Live>,
+) -> Option<Open<'a>> {
     let Upgrade {
         route,
         store_id,
@@ -89,22 +133,22 @@ pub fn serve(
         Route::V03 => V03Session::open(env, store_id, sink).map(Session::V03),
         _ => V04WsSession::open(env, store_id, sink).map(Session::V04),
     };
-    let mut session = match opened {
+    let session = match opened {
         Ok(s) => s,
         Err(e) => {
             log::error!("{label}: refused upgrade: 503 {e}");
             let _ = Response::text(503, "Storage unavailable, try again").write_to(&*stream, false);
-            return;
+            return None;
         }
     };
     // Counted before the 101 goes out: a client that sees the socket open
     // also sees it in the counts.
-    let _websocket = live.websocket();
+    let counted = live.websocket();
     if (&*stream)
         .write_all(switching_protocols(key).as_bytes())
         .is_err()
     {
-        return;
+        return None;
     }
     log::info!("{label} open");
 
@@ -123,7 +167,7 @@ pub fn serve(
         Err(e) => {
             log::error!("{label}: cannot start writer thread: {e}");
             let _ = stream.shutdown(Shutdown::Both);
-            return;
+            return None;
         }
     };
 
@@ -140,18 +184,19 @@ pub fn serve(
         stream: stream.clone(),
         outbox: outbox.clone(),
     };
-    let mut ws = WebSocket::from_partially_read(io, leftover, Role::Server, Some(config));
-
-    let why = read_loop(&mut ws, &mut session, route, shutdown);
-    drop(session); // detach from the store before the socket goes away
-    if shutdown.is_triggered() {
-        outbox.close(1001, "server shutting down");
-    }
-    // The writer ends after what is queued (bounded by the write timeout),
-    // at once if the socket is dead.
-    outbox.finish();
-    let _ = writer.join();
-    log::info!("{label} closed: {why}");
+    let ws = Box::new(WebSocket::from_partially_read(
+        io,
+        leftover,
+        Role::Server,
+        Some(config),
+    ));
+    Some(Open {
+        ws,
+        session,
+        outbox,
+        writer,
+        _counted: counted,
+    })
 }
 
 /// The `101` answer to an upgrade request with this `Sec-WebSocket-Key`.

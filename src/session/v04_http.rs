@@ -59,7 +59,10 @@ fn pull(env: &Env, store_id: &str, id: &str, p: &PullPayload, label: &str) -> St
         Ok(p) => p,
         Err(e) => return fail(pull_refused(e, label)),
     };
-    let backend_id = pull.meta().backend_id.clone();
+    let backend_id = match pull.meta() {
+        Some(m) => m.backend_id.clone(),
+        None => unreachable!("a new pull has its answer ahead"),
+    };
     let mut out = String::from("[");
     loop {
         let step = pull.send_next(|page| {

@@ -196,7 +196,9 @@ impl V04WsSession {
         let Some(PullStream { pull, in_flight }) = self.pulls.get_mut(id) else {
             return;
         };
-        let backend_id = pull.meta().backend_id.clone();
+        let Some(backend_id) = pull.meta().map(|m| m.backend_id.clone()) else {
+            return; // live already
+        };
         let step = loop {
             if pull.is_done() || *in_flight >= window {
                 break Ok(pull.is_done());

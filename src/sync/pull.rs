@@ -148,12 +148,17 @@ pub enum Progress {
 pub struct Pull {
     store: Arc<Store>,
     sub: Option<SubId>,
+    /// The answer being paged; gone once it is complete, so a live pull
+    /// keeps only its subscription (an idle socket holds little).
+    paging: Option<Box<Paging>>,
+}
+
+struct Paging {
     backlog: Backlog,
     meta: StoreMeta,
     /// The answer's last page went out; pages read after that (batches that
     /// overflowed the hold) carry `remaining == 0`, like live batches.
     answered: bool,
-    live: bool,
 }
 
 impl Pull {
@@ -162,35 +167,37 @@ impl Pull {
         Pull {
             store,
             sub,
-            backlog,
-            meta,
-            answered: false,
-            live: false,
+            paging: Some(Box::new(Paging {
+                backlog,
+                meta,
+                answered: false,
+            })),
         }
     }
 
     /// A subscription that is live already (no pages).
-    pub(crate) fn live(store: Arc<Store>, sub: SubId, meta: StoreMeta) -> Pull {
-        let mut p = Pull::new(store, Some(sub), meta.head, meta);
-        p.backlog.done = true;
-        p.answered = true;
-        p.live = true;
-        p
+    pub(crate) fn live(store: Arc<Store>, sub: SubId) -> Pull {
+        Pull {
+            store,
+            sub: Some(sub),
+            paging: None,
+        }
     }
 
-    /// The store's backend id and head when the pull started.
-    pub fn meta(&self) -> &StoreMeta {
-        &self.meta
+    /// The store's backend id and head when the pull started; `None` once
+    /// the answer is complete.
+    pub fn meta(&self) -> Option<&StoreMeta> {
+        self.paging.as_ref().map(|p| &p.meta)
     }
 
     /// True for a live pull once its answer is complete.
     pub fn is_live(&self) -> bool {
-        self.live
+        self.sub.is_some() && self.paging.is_none()
     }
 
     /// True once the answer is complete (a live pull is then live).
     pub fn is_done(&self) -> bool {
-        self.backlog.is_done() && (self.sub.is_none() || self.live)
+        self.paging.is_none()
     }
 
     /// Reads the next page and hands it to `send`, which queues it. After
@@ -199,11 +206,10 @@ impl Pull {
         &mut self,
         send: impl FnOnce(&Page) -> Result<(), Gone>,
     ) -> Result<Progress, PullError> {
-        if self.is_done() {
+        let Some(paging) = self.paging.as_mut() else {
             return Ok(Progress::Done);
-        }
-        let read = self.backlog.next_page(self.store.storage());
-        let mut page = match read {
+        };
+        let mut page = match paging.backlog.next_page(self.store.storage()) {
             Ok(Some(page)) => page,
             Ok(None) => return self.finish(),
             Err(e) => {
@@ -211,41 +217,49 @@ impl Pull {
                 return Err(PullError::Storage(e));
             }
         };
-        if self.answered {
+        if paging.answered {
             page.remaining = 0;
         }
         if send(&page).is_err() {
             self.end();
             return Err(PullError::Gone);
         }
-        if !self.backlog.is_done() {
+        if !paging.backlog.is_done() {
             return Ok(Progress::More);
         }
-        self.answered = true;
+        paging.answered = true;
         self.finish()
     }
 
+    /// The backlog is out: a non-live pull is over; a live one goes live,
+    /// or reads on if batches were dropped while held.
     fn finish(&mut self) -> Result<Progress, PullError> {
         let Some(sub) = self.sub else {
+            self.paging = None;
             return Ok(Progress::Done);
         };
-        match self.store.go_live(sub, self.backlog.last_sent()) {
+        let last_sent = self.paging.as_ref().map_or(0, |p| p.backlog.last_sent());
+        match self.store.go_live(sub, last_sent) {
             GoLive::Live => {
-                self.live = true;
+                self.paging = None;
                 Ok(Progress::Done)
             }
             GoLive::Behind(head) => {
-                self.backlog.extend_to(head);
+                if let Some(p) = self.paging.as_mut() {
+                    p.backlog.extend_to(head);
+                }
                 Ok(Progress::More)
             }
             GoLive::Gone => {
                 self.sub = None;
+                self.paging = None;
                 Err(PullError::Gone)
             }
         }
     }
 
     fn end(&mut self) {
+        self.paging = None;
         if let Some(sub) = self.sub.take() {
             self.store.unsubscribe(sub);
         }

@@ -323,18 +323,18 @@ impl Store {
         sink: Arc<dyn LiveSink>,
     ) -> Result<Pull, StorageError> {
         let mut st = self.state.lock();
-        let meta = self.with_meta(&mut st)?.clone();
+        let head = self.with_meta(&mut st)?.head;
         st.next_sub += 1;
         let id = st.next_sub;
         st.subs.push(Subscription {
             id,
             conn,
             phase: Phase::Live,
-            last_sent: meta.head,
+            last_sent: head,
             sink,
         });
         drop(st);
-        Ok(Pull::live(self.clone(), id, meta))
+        Ok(Pull::live(self.clone(), id))
     }
 
     /// Ends subscription `sub`'s backlog: `last_sent` is the last seq_num the
@@ -585,7 +585,7 @@ mod tests {
         store.push("p1", batch(1, 3), None, || {}).unwrap();
         let rec = recorder(64);
         let mut pull = store.pull(0, None, live(&rec)).unwrap();
-        assert_eq!(pull.meta().head, 3);
+        assert_eq!(pull.meta().unwrap().head, 3);
         // Pushes during the backlog are held.
         store.push("p2", batch(4, 2), None, || {}).unwrap();
         store.push("p3", batch(6, 1), None, || {}).unwrap();

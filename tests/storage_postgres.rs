@@ -94,7 +94,7 @@ fn two_hubs_on_one_database_never_fork_and_the_stale_one_catches_up() {
     s2.push("p4", batch(4, 1, "B"), None, || {}).unwrap();
     assert_eq!(db.all_event_rows(), 4);
     // Instance one learns of it from the log.
-    s1.appended_elsewhere(4, "p4").unwrap();
+    s1.appended_elsewhere(4).unwrap();
     assert_eq!(s1.meta().unwrap().head, 4);
     s1.push("p5", batch(5, 1, "A"), None, || {}).unwrap();
 }

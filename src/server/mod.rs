@@ -35,6 +35,8 @@ use routes::Action;
 pub struct Ctx {
     pub env: Arc<Env>,
     pub config: Config,
+    /// Notices from other instances sharing the storage (PostgreSQL).
+    pub watch: Option<crate::storage::Watch>,
 }
 
 impl Ctx {
@@ -46,16 +48,19 @@ impl Ctx {
             max_stores: l.max_stores,
         };
         let env = Env {
-            hub: Hub::new(storage, core),
+            hub: Hub::new(storage.clone(), core),
             admin_secret: config.admin_secret.clone(),
             ack_window: l.ack_window,
             max_pull_streams: l.max_pull_streams,
             max_http_pull_bytes: l.max_http_pull_bytes,
         };
-        Arc::new(Ctx {
-            env: Arc::new(env),
-            config,
-        })
+        let env = Arc::new(env);
+        // Other instances' appends and resets reach this one's sockets.
+        let watch = {
+            let env = env.clone();
+            storage.watch(Box::new(move |notice| env.hub.apply(notice)))
+        };
+        Arc::new(Ctx { env, config, watch })
     }
 }
 
@@ -239,6 +244,9 @@ impl Server {
         }
         // Stop accepting: from here on new connections are refused by the kernel.
         let registry = self.registry.clone();
+        if let Some(w) = &self.ctx.watch {
+            w.stop();
+        }
         drop(self);
         drain(&registry, limits.shutdown_grace)
     }

@@ -108,10 +108,20 @@ fn plain(ctx: &Ctx, req: &Request, live: &Live) -> Response {
                 "websockets": c.websockets,
                 "threads": c.threads,
             });
+            // With several instances on one PostgreSQL: whether the others'
+            // events reach this one's sockets live.
+            let notices = ctx.watch.as_ref().map(|w| if w.is_up() { "ok" } else { "down" });
             match ctx.env.hub.health() {
+                Ok(()) if notices == Some("down") => Response::json(
+                    503,
+                    serde_json::json!({"status": "unavailable", "database": "ok",
+                                       "notices": "down", "open": open})
+                    .to_string(),
+                ),
                 Ok(()) => Response::json(
                     200,
-                    serde_json::json!({"status": "ok", "database": "ok", "open": open}).to_string(),
+                    serde_json::json!({"status": "ok", "database": "ok", "notices": notices, "open": open})
+                        .to_string(),
                 ),
                 Err(e) => {
                     log::error!("health check failed: {e}");

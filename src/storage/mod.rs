@@ -78,4 +78,60 @@ pub trait Storage: Send + Sync {
 
     /// Cheap liveness probe for `/health`.
     fn health(&self) -> Result<(), StorageError>;
+
+    /// Whether other processes may write this storage (several instances on
+    /// one PostgreSQL). Then a cached head may be stale, and pulls check the
+    /// stored head first. Default: no (an embedded, single-process storage).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Starts delivering notices of other processes' changes to `deliver`,
+    /// from a thread of the storage's own, for as long as the process runs.
+    /// `None`: nobody else writes this storage.
+    fn watch(&self, deliver: Box<dyn Fn(Notice) + Send + Sync>) -> Option<Watch> {
+        let _ = deliver;
+        None
+    }
+}
+
+/// A change another process made, as the storage learns of it. A notice
+/// says what moved, never the events themselves: the log stays the truth,
+/// so a lost or coalesced notice loses nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The store's head is now at least `head`.
+    Appended { store_id: String, head: i64 },
+    /// The store was reset: head 0, this backend id.
+    Reset {
+        store_id: String,
+        backend_id: String,
+    },
+    /// Notices may have been missed (the listener reconnected): compare
+    /// every store in use with storage.
+    Resync,
+}
+
+/// A running watch: whether notices from other processes are arriving
+/// (for `/health`), and how to stop it.
+#[derive(Debug, Clone, Default)]
+pub struct Watch(std::sync::Arc<[std::sync::atomic::AtomicBool; 2]>);
+
+impl Watch {
+    pub fn is_up(&self) -> bool {
+        self.0[0].load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.0[0].store(up, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Asks the watch to end (within about a second).
+    pub fn stop(&self) {
+        self.0[1].store(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.0[1].load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

@@ -10,11 +10,12 @@
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
 use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::{AppendError, Storage, StorageError};
+use super::{AppendError, Notice, Storage, StorageError, Watch};
 use crate::model::{new_backend_id, StoreMeta};
 use crate::model::{Event, StoredEvent};
 
@@ -74,6 +75,7 @@ impl r2d2::ManageConnection for Manager {
                 Type::TEXT_ARRAY,
                 Type::TEXT_ARRAY,
                 Type::TEXT_ARRAY,
+                Type::TEXT,
             ],
         )?;
         let read =
@@ -104,6 +106,9 @@ pub struct PoolOptions {
 
 pub struct PgStorage {
     pool: Pool,
+    config: postgres::Config,
+    /// Tags this process's notices, so its own listener skips them.
+    instance: String,
 }
 
 fn err(context: &str, e: impl std::fmt::Display) -> StorageError {
@@ -117,7 +122,7 @@ impl PgStorage {
         let config = postgres::Config::from_str(url).map_err(|e| err("invalid DATABASE_URL", e))?;
         create_database_if_missing(&config)?;
         apply_schema(&config)?;
-        let manager = Manager(PostgresConnectionManager::new(config, NoTls));
+        let manager = Manager(PostgresConnectionManager::new(config.clone(), NoTls));
         let pool = r2d2::Pool::builder()
             .min_idle(Some(options.min_idle.min(options.max_size)))
             .max_size(options.max_size.max(1))
@@ -126,7 +131,11 @@ impl PgStorage {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(manager)
             .map_err(|e| err("cannot connect to PostgreSQL", e))?;
-        Ok(PgStorage { pool })
+        Ok(PgStorage {
+            pool,
+            config,
+            instance: new_backend_id(),
+        })
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StorageError> {
@@ -222,7 +231,8 @@ WITH moved AS (
              AS e(seq_num, parent_seq_num, name, args, client_id, session_id)
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM inserted)";
+SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM inserted),
+       (SELECT count(pg_notify('livestore_sync', $11)) FROM moved)";
 
 const READ_SQL: &str = "\
 SELECT seq_num, parent_seq_num, name, args::text, client_id, session_id, created_at
@@ -268,8 +278,9 @@ impl Storage for PgStorage {
         let args: Vec<Option<&str>> = events.iter().map(|e| e.args.as_deref()).collect();
         let client: Vec<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
         let session: Vec<&str> = events.iter().map(|e| e.session_id.as_str()).collect();
+        let notice = notice_text(&self.instance, store_id, "h", &last.seq_num.to_string());
         // In the order (and of the types) `Manager::connect` prepared.
-        let params: [&(dyn ToSql + Sync); 10] = [
+        let params: [&(dyn ToSql + Sync); 11] = [
             &store_id,
             &expected_head,
             &last.seq_num,
@@ -280,6 +291,7 @@ impl Storage for PgStorage {
             &args,
             &client,
             &session,
+            &notice,
         ];
         let mut pooled = self.conn()?;
         let c: &mut PgConn = &mut pooled;
@@ -351,6 +363,13 @@ impl Storage for PgStorage {
             &[(&store_id, Type::TEXT), (&new_backend_id, Type::TEXT)],
         )
         .map_err(|e| err("reset: store row", e))?;
+        // Delivered at commit, to every instance listening.
+        let notice = notice_text(&self.instance, store_id, "r", new_backend_id);
+        tx.query_typed(
+            "SELECT pg_notify('livestore_sync', $1)",
+            &[(&notice, Type::TEXT)],
+        )
+        .map_err(|e| err("reset: notify", e))?;
         tx.commit().map_err(|e| err("reset: commit", e))
     }
 
@@ -359,6 +378,157 @@ impl Storage for PgStorage {
         c.simple_query("SELECT 1")
             .map(|_| ())
             .map_err(|e| err("health check", e))
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn watch(&self, deliver: Box<dyn Fn(Notice) + Send + Sync>) -> Option<Watch> {
+        let watch = Watch::default();
+        let mut config = self.config.clone();
+        // Named, so an operator (and our tests) can tell it in pg_stat_activity.
+        config.application_name("livestore-sync listener");
+        let listener = Listener {
+            config,
+            instance: self.instance.clone(),
+            watch: watch.clone(),
+            deliver,
+        };
+        // The first LISTEN before returning: the server is ready (and
+        // healthy) only once it hears the other instances.
+        let client = match listener.connect() {
+            Ok(c) => {
+                watch.set_up(true);
+                Some(c)
+            }
+            Err(e) => {
+                log::error!("cross-instance notices down: {e}; reconnecting");
+                None
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("pg-listen".into())
+            .spawn(move || listener.run(client));
+        if let Err(e) = spawned {
+            log::error!("cannot start the PostgreSQL listener thread: {e}");
+        }
+        Some(watch)
+    }
+}
+
+/// The channel every instance `LISTEN`s on.
+const CHANNEL: &str = "livestore_sync";
+
+/// A notice's payload: `{"i":instance,"s":store,"h":head}` after an append,
+/// `{"i":…,"s":…,"r":backend_id}` after a reset. JSON, because a store id
+/// may contain any character. (PostgreSQL caps a payload at 8,000 bytes;
+/// a longer store id is not announced, and the instances notice it on their
+/// next pull or push of that store, which read the stored head.)
+fn notice_text(instance: &str, store_id: &str, key: &str, value: &str) -> String {
+    let text = serde_json::json!({"i": instance, "s": store_id, key: value}).to_string();
+    if text.len() < 7_900 {
+        text
+    } else {
+        serde_json::json!({"i": instance, "s": "", "h": "0"}).to_string()
+    }
+}
+
+/// A notice as another instance sent it; `None` for our own or a malformed one.
+fn parse_notice(payload: &str, own: &str) -> Option<Notice> {
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        i: String,
+        s: String,
+        h: Option<String>,
+        r: Option<String>,
+    }
+    let p: Payload = serde_json::from_str(payload).ok()?;
+    if p.i == own || p.s.is_empty() {
+        return None;
+    }
+    match (p.h, p.r) {
+        (Some(h), None) => Some(Notice::Appended {
+            store_id: p.s,
+            head: h.parse().ok()?,
+        }),
+        (None, Some(backend_id)) => Some(Notice::Reset {
+            store_id: p.s,
+            backend_id,
+        }),
+        _ => None,
+    }
+}
+
+/// One dedicated connection outside the pool, `LISTEN`ing; reconnects after
+/// any failure and then asks for a resync (notices sent while it was away
+/// are lost; the log is not).
+struct Listener {
+    config: postgres::Config,
+    instance: String,
+    watch: Watch,
+    deliver: Box<dyn Fn(Notice) + Send + Sync>,
+}
+
+impl Listener {
+    fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+        let mut client = self.config.connect(NoTls)?;
+        client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+        Ok(client)
+    }
+
+    fn run(self, mut client: Option<postgres::Client>) {
+        let mut backoff = Duration::from_millis(200);
+        while !self.watch.is_stopped() {
+            let connected = match client.take() {
+                Some(c) => Ok(c),
+                None => self.connect().inspect(|_| {
+                    log::info!("cross-instance notices up again; catching up from the log");
+                    // Notices sent while nobody listened are lost: compare
+                    // every store in use with the log.
+                    (self.deliver)(Notice::Resync);
+                }),
+            };
+            let result = connected.and_then(|c| {
+                self.watch.set_up(true);
+                backoff = Duration::from_millis(200);
+                self.listen(c)
+            });
+            if let Err(e) = result {
+                if self.watch.is_up() {
+                    log::error!("cross-instance notices down: {e}; reconnecting");
+                }
+                self.watch.set_up(false);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+
+    /// Delivers notices until the connection fails (or the watch is
+    /// stopped: `Ok`).
+    fn listen(&self, mut client: postgres::Client) -> Result<(), postgres::Error> {
+        let mut quiet = 0;
+        while !self.watch.is_stopped() {
+            let mut got = false;
+            {
+                let mut notes = client.notifications();
+                let mut iter = notes.timeout_iter(Duration::from_secs(1));
+                while let Some(n) = iter.next()? {
+                    got = true;
+                    if let Some(notice) = parse_notice(n.payload(), &self.instance) {
+                        (self.deliver)(notice);
+                    }
+                }
+            }
+            quiet = if got { 0 } else { quiet + 1 };
+            if quiet >= 10 {
+                // Quiet for 10 s: make sure the connection is still there.
+                client.simple_query("SELECT 1")?;
+                quiet = 0;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -370,4 +540,34 @@ fn current_head(c: &mut postgres::Client, store_id: &str) -> Result<i64, Storage
         )
         .map_err(|e| err("reading head", e))?;
     Ok(row.map(|r| r.get(0)).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_round_trip_and_our_own_are_skipped() {
+        let text = notice_text("me", "store \"x\" ü", "h", "42");
+        assert_eq!(parse_notice(&text, "me"), None);
+        assert_eq!(
+            parse_notice(&text, "other"),
+            Some(Notice::Appended {
+                store_id: "store \"x\" ü".into(),
+                head: 42
+            })
+        );
+        let reset = notice_text("a", "s", "r", "NEWID");
+        assert_eq!(
+            parse_notice(&reset, "b"),
+            Some(Notice::Reset {
+                store_id: "s".into(),
+                backend_id: "NEWID".into()
+            })
+        );
+        assert_eq!(parse_notice("not json", "b"), None);
+        // Too long for PostgreSQL's payload limit: announced as nothing.
+        let long = "x".repeat(10_000);
+        assert_eq!(parse_notice(&notice_text("a", &long, "h", "1"), "b"), None);
+    }
 }

@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 
 use super::store::Store;
 use super::Limits;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Notice, Storage, StorageError};
 
 pub struct Hub {
     storage: Arc<dyn Storage>,
@@ -52,6 +52,36 @@ impl Hub {
     /// elsewhere: a store nobody here uses needs none).
     pub fn loaded(&self, id: &str) -> Option<Arc<Store>> {
         self.stores.lock().get(id).cloned()
+    }
+
+    /// Applies a change another process made (see [`Notice`]) to the stores
+    /// this process has; a store it does not have reads storage on first use.
+    pub fn apply(&self, notice: Notice) {
+        let (what, result) = match notice {
+            Notice::Appended { store_id, head } => match self.loaded(&store_id) {
+                Some(s) => ("catching up", s.appended_elsewhere(head)),
+                None => return,
+            },
+            Notice::Reset {
+                store_id,
+                backend_id,
+            } => {
+                if let Some(s) = self.loaded(&store_id) {
+                    log::info!("store {store_id:?} was reset by another instance");
+                    s.reset_elsewhere(backend_id);
+                }
+                return;
+            }
+            Notice::Resync => {
+                let stores: Vec<Arc<Store>> = self.stores.lock().values().cloned().collect();
+                let failed = stores.iter().filter_map(|s| s.resync().err()).next();
+                ("resyncing", failed.map_or(Ok(()), Err))
+            }
+        };
+        if let Err(e) = result {
+            // The next pull or push of the store reads the stored head.
+            log::error!("{what} after a notice from another instance: {e}");
+        }
     }
 
     /// Whether the storage answers (for `/health`).

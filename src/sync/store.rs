@@ -86,6 +86,10 @@ pub trait LiveSink: Send + Sync {
 
 pub(crate) type SubId = u64;
 
+/// The origin of batches appended by another process (0.3 broadcasts carry
+/// the pusher's request id, which only the pusher's instance knows).
+pub const REMOTE: &str = "remote";
+
 enum Phase {
     /// A pull answer is being sent; live batches wait here until its last
     /// page is out. Past `Limits::max_held_bytes` they are dropped and the
@@ -402,11 +406,9 @@ impl Store {
             }
         }
         if events[0].parent_seq_num > meta.head {
-            *meta = self
-                .storage
-                .open_store(&self.id)
-                .map_err(PushError::Storage)?;
+            self.refresh(&mut st).map_err(PushError::Storage)?;
         }
+        let meta = self.with_meta(&mut st).map_err(PushError::Storage)?;
         check_chain(meta.head, &events).map_err(PushError::Chain)?;
         let created_at = crate::timefmt::now_ms();
         match self
@@ -415,13 +417,15 @@ impl Store {
         {
             Ok(()) => {}
             Err(AppendError::Conflict { head }) => {
-                // Another instance wrote first: adopt its head and refuse.
+                // Another instance wrote first: catch up with its events
+                // (the log has them) and refuse.
                 let parent = events[0].parent_seq_num;
-                meta.head = head;
+                self.catch_up(&mut st, head).map_err(PushError::Storage)?;
                 return Err(PushError::Chain(ChainError::WrongParent { head, parent }));
             }
             Err(AppendError::Storage(e)) => return Err(PushError::Storage(e)),
         }
+        let meta = st.meta.as_mut().expect("loaded above");
         meta.head = events.last().map_or(meta.head, |e| e.seq_num);
         let backend_id: Arc<str> = meta.backend_id.as_str().into();
         on_accepted();
@@ -446,10 +450,37 @@ impl Store {
     /// Events appended to this store by another process (another instance,
     /// or the command line): advances the head to `head` and delivers what
     /// was appended, read from the log, so a lost or coalesced notice loses
-    /// nothing. `origin` is the pusher's request id where known.
-    pub fn appended_elsewhere(&self, head: i64, origin: &str) -> Result<(), StorageError> {
+    /// nothing.
+    pub fn appended_elsewhere(&self, head: i64) -> Result<(), StorageError> {
         let mut st = self.state.lock();
-        let meta = self.with_meta(&mut st)?.clone();
+        self.catch_up(&mut st, head)
+    }
+
+    /// Compares the store with storage and catches up: a reset elsewhere
+    /// closes every socket, events appended elsewhere are delivered.
+    pub fn resync(&self) -> Result<(), StorageError> {
+        let mut st = self.state.lock();
+        self.refresh(&mut st)
+    }
+
+    fn refresh(&self, st: &mut State) -> Result<(), StorageError> {
+        let Some(cached) = st.meta.as_ref() else {
+            // Not loaded yet: the next use reads it from storage.
+            return Ok(());
+        };
+        let stored = self.storage.open_store(&self.id)?;
+        if stored.backend_id != cached.backend_id {
+            st.meta = Some(stored);
+            Self::close_all(st);
+            return Ok(());
+        }
+        self.catch_up(st, stored.head)
+    }
+
+    /// Brings the cached head up to `head`, fanning out what the log holds
+    /// in between (origin `remote`: the pusher's request id is not known).
+    fn catch_up(&self, st: &mut State, head: i64) -> Result<(), StorageError> {
+        let meta = self.with_meta(st)?.clone();
         let mut from = meta.head;
         let backend_id: Arc<str> = meta.backend_id.as_str().into();
         while from < head {
@@ -461,10 +492,8 @@ impl Store {
             };
             from = last;
             st.meta.as_mut().expect("loaded above").head = last;
-            self.fan_out(
-                &mut st,
-                LiveBatch::new(origin.to_string(), backend_id.clone(), events),
-            );
+            let batch = LiveBatch::new(REMOTE.to_string(), backend_id.clone(), events);
+            self.fan_out(st, batch);
         }
         Ok(())
     }
@@ -792,12 +821,12 @@ mod tests {
         // Another instance appends 3..=5 and says "head is 5": all of it is
         // read from the log, even if an earlier notice was lost.
         storage.append_behind_the_back("s", &batch(3, 3));
-        store.appended_elsewhere(5, "elsewhere").unwrap();
+        store.appended_elsewhere(5).unwrap();
         assert_eq!(*rec.1.lock(), vec![vec![3, 4, 5]]);
         assert_eq!(store.meta().unwrap().head, 5);
         // A late or repeated notice delivers nothing twice.
-        store.appended_elsewhere(4, "late").unwrap();
-        store.appended_elsewhere(5, "again").unwrap();
+        store.appended_elsewhere(4).unwrap();
+        store.appended_elsewhere(5).unwrap();
         assert_eq!(rec.1.lock().len(), 1);
         // And our own pushes continue from the new head.
         store.push("p", batch(6, 1), None, || {}).unwrap();

@@ -18,7 +18,7 @@ REPORT = {
                                                     "ack p50 ms": "results.ack_latency.p50_ms",
                                                     "ack p99 ms": "results.ack_latency.p99_ms",
                                                     "vs PG insert": "ratio.events_per_s_vs_pg_insert"}),
-    "fan_out": (["subscribers", "pushes"], {"p50 ms": "results.delivery_latency.p50_ms",
+    "fan_out": (["subscribers", "pushes", "cross_instance"], {"p50 ms": "results.delivery_latency.p50_ms",
                                             "p99 ms": "results.delivery_latency.p99_ms",
                                             "max ms": "results.delivery_latency.max_ms",
                                             "deliveries/s": "results.deliveries_per_s"}),

@@ -19,6 +19,7 @@ Scenarios (each prints one JSON line on stdout; logs go to stderr):
                    --clients 4 --batches 50 --batch-size 50 --args-bytes 200
   fan-out          S live subscribers, one pusher, K single-event pushes
                    --subscribers 100 --pushes 200 --args-bytes 200
+                   [--subscriber-url ws://…] (subscribers on another instance)
   idle             N idle sockets pinging every 10 s; server RSS/CPU
                    --connections 10000 --stores 100 --idle-secs 30 --ping-interval-secs 10
                    --open-threads 8 --server-pid PID

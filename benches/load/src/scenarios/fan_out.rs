@@ -21,6 +21,9 @@ pub struct Params {
     pub subscribers: usize,
     pub pushes: usize,
     pub args_bytes: usize,
+    /// Subscribers connect here instead of `--url` (another instance on the
+    /// same PostgreSQL: cross-instance fan-out).
+    pub subscriber_url: Option<String>,
 }
 
 impl Params {
@@ -29,6 +32,7 @@ impl Params {
             subscribers: a.count_or("subscribers", 100)?,
             pushes: a.count_or("pushes", 200)?,
             args_bytes: a.usize_or("args-bytes", 200)?,
+            subscriber_url: a.opt_str("subscriber-url"),
         })
     }
 
@@ -37,6 +41,7 @@ impl Params {
             subscribers: 5,
             pushes: 10,
             args_bytes: 200,
+            subscriber_url: None,
         }
     }
 }
@@ -55,6 +60,7 @@ pub fn run(ctx: &Ctx, p: &Params) -> Report {
     r.param("subscribers", p.subscribers);
     r.param("pushes", p.pushes);
     r.param("args_bytes", p.args_bytes);
+    r.param("cross_instance", p.subscriber_url.is_some());
     let store = ctx.store_id("fanout");
     r.param("store_id", store.as_str());
     if let Err(e) = run_inner(ctx, p, &store, &mut r) {
@@ -69,9 +75,16 @@ fn run_inner(ctx: &Ctx, p: &Params, store: &str, r: &mut Report) -> Result<(), S
         p.subscribers, p.pushes
     );
     // Subscribers connect and finish their initial pull before the pushing starts.
+    let sub_target = match &p.subscriber_url {
+        Some(url) => crate::conn::Target {
+            base: crate::proto::BaseUrl::parse(url)?,
+            ..ctx.target.clone()
+        },
+        None => ctx.target.clone(),
+    };
     let mut subs = Vec::new();
     for _ in 0..p.subscribers {
-        let mut c = Conn::open(&ctx.target, store, READ_BUF)?;
+        let mut c = Conn::open(&sub_target, store, READ_BUF)?;
         c.pull(0, true, ctx.target.deadline())?;
         subs.push(c);
     }

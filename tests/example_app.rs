@@ -1,8 +1,8 @@
 //! The example app (`examples/todo`, LiveStore 0.4 with `makeWsSync`) in headless Chromium: two
 //! independent clients (each its own Chromium profile), one adds an item and the other shows it;
 //! the server is killed, one page adds an item offline, the server starts again on the same port and
-//! database, and both pages catch up by themselves. The database must hold exactly the four items'
-//! events, in order, from two clients.
+//! database, and both pages catch up by themselves; then one page ticks an item off and the other
+//! shows it done. The database must hold exactly those five events, in order, from two clients.
 //!
 //! The browser work is `examples/todo/e2e/two-pages.mjs` (Playwright driving Debian's Chromium);
 //! this test prepares the app (`npm ci` from the committed lockfile, `vite build` when the sources
@@ -330,6 +330,12 @@ fn two_browsers_sync_through_the_server_across_a_restart() {
         items.sort();
         assert_eq!(items, expected, "page {page}: items shown\n{}", ctx());
         assert_eq!(p["count"], 4, "page {page}: the count shown\n{}", ctx());
+        assert_eq!(
+            p["completed"],
+            serde_json::json!([ITEMS[0]]),
+            "page {page}: items shown done\n{}",
+            ctx()
+        );
         assert_eq!(p["status"], "connected", "page {page}: status\n{}", ctx());
     }
     let screenshots: Vec<&str> = report["screenshots"]
@@ -342,8 +348,8 @@ fn two_browsers_sync_through_the_server_across_a_restart() {
         assert!(bytes.starts_with(b"\x89PNG"), "{s} is not a PNG");
     }
 
-    // The database: the four items as four events, in the order they were added, seq_nums 1..4,
-    // A's two from one client and B's two from another.
+    // The database: the four items as four events, in the order they were added, then A ticking
+    // the first off; seq_nums 1..5, A's three from one client and B's two from another.
     let rows = db
         .client()
         .query(
@@ -366,26 +372,44 @@ fn two_browsers_sync_through_the_server_across_a_restart() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    assert_eq!(rows.len(), ITEMS.len(), "events in the database:\n{dump}");
-    assert_eq!(db.all_event_rows(), 4, "events of all stores:\n{dump}");
+    assert_eq!(rows.len(), 5, "events in the database:\n{dump}");
+    assert_eq!(db.all_event_rows(), 5, "events of all stores:\n{dump}");
     let mut clients = Vec::new();
-    for (i, (row, text)) in rows.iter().zip(ITEMS).enumerate() {
+    let mut args = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
         assert_eq!(row.get::<_, i64>(0), i as i64 + 1, "seq_num:\n{dump}");
         assert_eq!(row.get::<_, i64>(1), i as i64, "parent_seq_num:\n{dump}");
-        assert_eq!(row.get::<_, String>(2), "v1.TodoCreated", "name:\n{dump}");
-        let args: Value =
-            serde_json::from_str(&row.get::<_, Option<String>>(3).unwrap_or_default())
-                .unwrap_or_else(|e| panic!("args are not JSON ({e}):\n{dump}"));
-        assert_eq!(args["text"], text, "event {} text:\n{dump}", i + 1);
+        let a: Value = serde_json::from_str(&row.get::<_, Option<String>>(3).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("args are not JSON ({e}):\n{dump}"));
+        args.push(a);
         clients.push(row.get::<_, String>(4));
     }
+    for (i, text) in ITEMS.iter().enumerate() {
+        assert_eq!(
+            rows[i].get::<_, String>(2),
+            "v1.TodoCreated",
+            "name:\n{dump}"
+        );
+        assert_eq!(args[i]["text"], *text, "event {} text:\n{dump}", i + 1);
+    }
+    assert_eq!(
+        rows[4].get::<_, String>(2),
+        "v1.TodoToggled",
+        "name:\n{dump}"
+    );
+    assert_eq!(args[4]["id"], args[0]["id"], "the item ticked off:\n{dump}");
+    assert_eq!(args[4]["completed"], true, "ticked off as done:\n{dump}");
     assert_eq!(
         clients[0], clients[2],
-        "A's two items come from one client:\n{dump}"
+        "A's events come from one client:\n{dump}"
+    );
+    assert_eq!(
+        clients[0], clients[4],
+        "A's events come from one client:\n{dump}"
     );
     assert_eq!(
         clients[1], clients[3],
-        "B's two items come from one client:\n{dump}"
+        "B's events come from one client:\n{dump}"
     );
     assert_ne!(
         clients[0], clients[1],

@@ -1,6 +1,6 @@
 // Drives the built example app (dist/) in headless Chromium: two independent clients, one adds an
 // item, the other shows it; the sync server is stopped and started again in between, and both pages
-// must catch up. Run by `tests/example_app.rs`, which owns the sync server and stops and starts it
+// must catch up; at the end one page ticks an item off and the other shows it done. Run by `tests/example_app.rs`, which owns the sync server and stops and starts it
 // when asked (see "Talking to the harness" below).
 //
 //   node e2e/two-pages.mjs --server=ws://127.0.0.1:PORT --store=STORE --screenshots=DIR \
@@ -116,6 +116,7 @@ const pageState = (client) =>
     status: document.getElementById('status')?.dataset.state,
     count: Number(document.getElementById('count')?.textContent),
     items: [...document.querySelectorAll('#todos li .text')].map((el) => el.textContent),
+    completed: [...document.querySelectorAll('#todos li.completed .text')].map((el) => el.textContent),
     error: document.getElementById('error')?.textContent || null,
   }))
 
@@ -218,6 +219,14 @@ try {
   await addItem(b, items.after)
   await waitItem(a, items.after)
   step('item added in B after the restart shown in A', t)
+
+  // 4. A ticks off the first item; B shows it done.
+  t = Date.now()
+  await a.page.locator('#todos li', { hasText: items.first }).locator('input[type=checkbox]').check()
+  const done = (t) => [...document.querySelectorAll('#todos li.completed .text')].some((el) => el.textContent === t)
+  await waitFor(a, 'the first item ticked off', done, items.first)
+  await waitFor(b, 'the first item ticked off', done, items.first)
+  step('item ticked off in A shown done in B', t)
 
   const all = Object.values(items)
   await Promise.all([waitItems(a, all), waitItems(b, all)])

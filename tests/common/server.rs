@@ -46,13 +46,20 @@ impl ServerProcess {
     /// Starts `livestore-sync` on 127.0.0.1 with a free port against `db_url`,
     /// and waits for its `listening on` line. `extra` are more flags.
     pub fn start(db_url: &str, extra: &[&str]) -> ServerProcess {
+        Self::start_on_port(db_url, 0, extra)
+    }
+
+    /// Like [`ServerProcess::start`], on the given port (0: a free one), e.g. to
+    /// start a server again where its clients expect it after stopping it.
+    pub fn start_on_port(db_url: &str, port: u16, extra: &[&str]) -> ServerProcess {
         let bin = env!("CARGO_BIN_EXE_livestore-sync");
+        let port = port.to_string();
         let mut child = Command::new(bin)
             .args([
                 "--host",
                 "127.0.0.1",
                 "--port",
-                "0",
+                &port,
                 "--database-url",
                 db_url,
             ])

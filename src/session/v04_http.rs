@@ -134,7 +134,10 @@ mod tests {
             let got: Vec<Value> = serde_json::from_str(&text).unwrap();
             answers += 1;
             assert_eq!(got.last().unwrap()["exit"]["_tag"], "Success");
-            let pages: Vec<&Value> = got[..got.len() - 1].iter().map(|c| &c["values"][0]).collect();
+            let pages: Vec<&Value> = got[..got.len() - 1]
+                .iter()
+                .map(|c| &c["values"][0])
+                .collect();
             for p in &pages {
                 for e in p["batch"].as_array().unwrap() {
                     seen.push(e["eventEncoded"]["seqNum"].as_i64().unwrap());

@@ -204,7 +204,7 @@ impl Drop for TestServer {
 /// The settings every in-process test server starts from, over `db_url`.
 pub fn test_config(db_url: &str) -> livestore_sync::config::Config {
     livestore_sync::config::Config {
-        database_url: db_url.to_string(),
+        database_url: Some(db_url.to_string()),
         auth_token: TOKEN.into(),
         admin_secret: ADMIN.into(),
         host: "127.0.0.1".into(),
@@ -216,7 +216,7 @@ pub fn test_config(db_url: &str) -> livestore_sync::config::Config {
     }
 }
 
-/// Opens the storage of `config` and runs a server on a free loopback port
+/// Opens the storage of `config` (the same choice as the binary makes) and runs a server on a free loopback port
 /// in a thread of this process.
 pub fn serve(
     config: livestore_sync::config::Config,
@@ -225,7 +225,7 @@ pub fn serve(
     livestore_sync::server::ShutdownHandle,
     std::thread::JoinHandle<usize>,
 ) {
-    use livestore_sync::storage::postgres::{PgStorage, PoolOptions};
+    use livestore_sync::storage::{open, postgres::PoolOptions, Backend};
     if std::env::var_os("SHOW_SERVER_LOG").is_some() {
         livestore_sync::logger::init(log::LevelFilter::Debug);
     }
@@ -234,8 +234,9 @@ pub fn serve(
         max_size: config.db_pool_max,
         connection_timeout: config.db_pool_timeout,
     };
-    let storage =
-        std::sync::Arc::new(PgStorage::connect(&config.database_url, &pool).expect("storage"));
+    let backend =
+        Backend::choose(config.database_url.as_deref(), &config.data_dir).expect("backend");
+    let (storage, _) = open(&backend, &pool).expect("storage");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = livestore_sync::server::Server::from_listener(listener, config, storage);

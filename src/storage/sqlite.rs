@@ -584,16 +584,11 @@ pub fn migrate(conn: &Connection, steps: &[&str], path: &Path) -> Result<(), Sto
         let context = format!("applying schema step {to}");
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| classify(path, &context, e))?;
-        // The version is read again inside the transaction: a step is
-        // applied once even if something else migrated meanwhile.
-        let applied = (|| {
-            let now: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            if now < to {
-                conn.execute_batch(step)?;
-                conn.pragma_update(None, "user_version", to)?;
-            }
-            conn.execute_batch("COMMIT")
-        })();
+        // Nothing else migrates meanwhile: the instance lock is held.
+        let applied = conn
+            .execute_batch(step)
+            .and_then(|()| conn.pragma_update(None, "user_version", to))
+            .and_then(|()| conn.execute_batch("COMMIT"));
         if let Err(e) = applied {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");

@@ -67,8 +67,12 @@ impl Mount {
 
     /// A read-only view of directory `of` at `path` (a read-only bind
     /// mount: what a read-only filesystem looks like to the server).
+    /// `of` may be a file: `path` (the same file, or one that exists) then
+    /// reads as a read-only file in a writable directory.
     pub fn read_only_bind(of: &Path, path: &Path) -> Result<Mount, String> {
-        std::fs::create_dir_all(path).unwrap();
+        if !path.exists() {
+            std::fs::create_dir_all(path).unwrap();
+        }
         mount(&["--bind", path_str(of), path_str(path)])?;
         let m = Mount {
             path: path.to_path_buf(),

@@ -42,22 +42,66 @@ pub struct ServerProcess {
     pub log: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
+/// The `livestore-sync` binary on 127.0.0.1 with a free port, logging at
+/// info, and none of the storage settings of the environment the tests run
+/// in (`DATABASE_URL`, `DATA_DIR`, `STATE_DIRECTORY`): without more flags it
+/// keeps its SQLite log in `./data` of its working directory.
+pub fn server_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livestore-sync"));
+    cmd.args(["--host", "127.0.0.1", "--port", "0"])
+        .env("LOG_LEVEL", "info")
+        .env_remove("DATABASE_URL")
+        .env_remove("DATA_DIR")
+        .env_remove("STATE_DIRECTORY");
+    cmd
+}
+
+/// Runs `cmd` (see [`server_command`]) expecting it to exit by itself (a
+/// refused start); its status and what it wrote to stderr.
+pub fn run_to_exit(mut cmd: Command, within: Duration) -> (ExitStatus, String) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn livestore-sync");
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "livestore-sync still running after {within:?}; it was expected to refuse to start"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status, err)
+}
+
 impl ServerProcess {
-    /// Starts `livestore-sync` on 127.0.0.1 with a free port against `db_url`,
-    /// and waits for its `listening on` line. `extra` are more flags.
+    /// Starts `livestore-sync` on 127.0.0.1 with a free port against `db_url`
+    /// (`postgresql://…` or `sqlite:///…`), and waits for its `listening on`
+    /// line. `extra` are more flags.
     pub fn start(db_url: &str, extra: &[&str]) -> ServerProcess {
-        let bin = env!("CARGO_BIN_EXE_livestore-sync");
-        let mut child = Command::new(bin)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--database-url",
-                db_url,
-            ])
-            .args(extra)
-            .env("LOG_LEVEL", "info")
+        let mut cmd = server_command();
+        cmd.args(["--database-url", db_url]).args(extra);
+        Self::start_command(cmd)
+    }
+
+    /// Starts `cmd` (see [`server_command`]) and waits for its `listening on` line.
+    pub fn start_command(mut cmd: Command) -> ServerProcess {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -88,7 +132,12 @@ impl ServerProcess {
         });
         let addr = rx
             .recv_timeout(Duration::from_secs(20))
-            .expect("server did not print `listening on <addr>` within 20 s");
+            .unwrap_or_else(|_| {
+                panic!(
+                    "server did not print `listening on <addr>` within 20 s; its log:\n{}",
+                    log.lock().join("\n")
+                )
+            });
         ServerProcess { addr, child, log }
     }
 

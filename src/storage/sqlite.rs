@@ -2,11 +2,11 @@
 //!
 //! - **One writer.** Every write goes through one connection behind a mutex
 //!   (SQLite has one writer per database anyway). Appends are *group
-//!   committed*: an appender queues its batch and takes the writer; whoever
-//!   holds it commits everything queued in one `BEGIN IMMEDIATE … COMMIT`,
-//!   each batch in its own savepoint (so each gets its own `Ok` or
-//!   `Conflict`), and sets every result only after the `COMMIT` returned.
-//!   The appenders that waited find their result when they get the writer.
+//!   committed*: an appender queues its batch; if nobody is committing, it
+//!   commits everything queued in one `BEGIN IMMEDIATE … COMMIT`, each batch
+//!   in its own savepoint (so each gets its own `Ok` or `Conflict`), and sets
+//!   every result only after the `COMMIT` returned. The others wait meanwhile
+//!   and are woken together; one of those still queued commits next.
 //! - **Many readers.** Reads use a small pool of read-only connections: in
 //!   WAL mode they read the last committed state while the writer writes.
 //! - **Durable acks.** `journal_mode=WAL`, `synchronous=FULL`: a commit
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rusqlite::{ffi, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use super::{AppendError, Storage, StorageError};
@@ -121,6 +121,14 @@ fn file_id(path: &Path) -> std::io::Result<FileId> {
     })
 }
 
+/// The appends waiting for the next commit, and whether someone is
+/// committing (then the others wait for `committed`).
+#[derive(Default)]
+struct Group {
+    queue: Vec<Arc<Job>>,
+    committing: bool,
+}
+
 /// One append waiting for a commit.
 struct Job {
     store_id: String,
@@ -136,7 +144,10 @@ pub struct SqliteStorage {
     /// The database file and its WAL as opened: checked before each commit.
     files: [(PathBuf, FileId); 2],
     options: SqliteOptions,
-    queue: Mutex<Vec<Arc<Job>>>,
+    group: Mutex<Group>,
+    /// Signalled when a group is committed (or failed): its appenders
+    /// return, and one of those still queued becomes the next committer.
+    committed: Condvar,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     /// Dropped last: the lock is released after the connections closed.
@@ -171,7 +182,8 @@ impl SqliteStorage {
         let storage = SqliteStorage {
             files,
             options,
-            queue: Mutex::new(Vec::new()),
+            group: Mutex::new(Group::default()),
+            committed: Condvar::new(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             path,
@@ -471,12 +483,24 @@ impl Storage for SqliteStorage {
             let w = self.writer.lock();
             self.commit_group(&w, std::slice::from_ref(&job));
         } else {
-            self.queue.lock().push(job.clone());
-            let w = self.writer.lock();
-            // Whoever held the writer before may have committed this one.
-            if job.result.lock().is_none() {
-                let jobs = std::mem::take(&mut *self.queue.lock());
-                self.commit_group(&w, &jobs);
+            let mut g = self.group.lock();
+            g.queue.push(job.clone());
+            // Wait while someone else commits; when nobody does and this
+            // job is still queued, commit everything queued.
+            while job.result.lock().is_none() {
+                if g.committing {
+                    self.committed.wait(&mut g);
+                    continue;
+                }
+                g.committing = true;
+                let jobs = std::mem::take(&mut g.queue);
+                drop(g);
+                self.commit_group(&self.writer.lock(), &jobs);
+                g = self.group.lock();
+                g.committing = false;
+                // Every job of the group has its result: all their
+                // appenders return at once (not one after another).
+                self.committed.notify_all();
             }
         }
         let result = job.result.lock().take();

@@ -400,29 +400,59 @@ fn sqlite_errors_read_clearly() {
 }
 
 #[test]
-fn appends_are_refused_as_conflicts_not_errors_inside_a_group() {
-    // Many appenders on one store at once: the group commits several
-    // batches in one transaction; the ones on a stale head get Conflict and
-    // the others are stored, exactly once.
+fn concurrent_appends_share_commits_and_keep_their_own_results() {
+    // Sixteen appenders on one store at once, several rounds: batches that
+    // arrive while a commit runs are committed together; in a group, the
+    // ones on a stale head get Conflict and exactly one is stored per round.
     let _w = watchdog("sqlite_group", Duration::from_secs(30));
     let dir = TempDir::new("group");
     let st = Arc::new(open(&dir.db()).unwrap());
     st.open_store("s").unwrap();
+    let rounds = 20;
     let barrier = Arc::new(std::sync::Barrier::new(16));
     let threads: Vec<_> = (0..16)
         .map(|t| {
             let (st, barrier) = (st.clone(), barrier.clone());
             std::thread::spawn(move || {
-                barrier.wait();
-                st.append("s", 0, &batch(1, 3, &format!("t{t}")), SystemTime::now())
+                (0..rounds)
+                    .map(|r| {
+                        barrier.wait();
+                        let head = r * 3;
+                        let result = st.append(
+                            "s",
+                            head,
+                            &batch(head + 1, 3, &format!("t{t}")),
+                            SystemTime::now(),
+                        );
+                        barrier.wait();
+                        result
+                    })
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
-    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    let won = results.iter().filter(|r| r.is_ok()).count();
-    assert_eq!(won, 1, "{results:?}");
-    assert!(results
-        .iter()
-        .all(|r| matches!(r, Ok(()) | Err(AppendError::Conflict { head: 3 }))));
-    assert_eq!(st.read("s", 0, 100, 100).unwrap().len(), 3);
+    let results: Vec<Vec<_>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for r in 0..rounds as usize {
+        let round: Vec<_> = results.iter().map(|t| &t[r]).collect();
+        assert_eq!(round.iter().filter(|r| r.is_ok()).count(), 1, "{round:?}");
+        let head = (r as i64 + 1) * 3;
+        assert!(
+            round.iter().all(|x| match x {
+                Ok(()) => true,
+                Err(AppendError::Conflict { head: h }) => *h == head,
+                Err(_) => false,
+            }),
+            "{round:?}"
+        );
+    }
+    assert_eq!(
+        st.read("s", 0, 1000, 1000).unwrap().len(),
+        rounds as usize * 3
+    );
+    let (commits, appends) = st.commit_counts();
+    assert_eq!(appends, 16 * rounds as u64);
+    assert!(
+        commits < appends,
+        "{appends} appends in {commits} commits: none shared a commit"
+    );
 }

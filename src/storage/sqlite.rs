@@ -145,6 +145,9 @@ pub struct SqliteStorage {
     files: [(PathBuf, FileId); 2],
     options: SqliteOptions,
     group: Mutex<Group>,
+    /// Commits of appends and appends committed, for [`SqliteStorage::commit_counts`].
+    commits: std::sync::atomic::AtomicU64,
+    committed_appends: std::sync::atomic::AtomicU64,
     /// Signalled when a group is committed (or failed): its appenders
     /// return, and one of those still queued becomes the next committer.
     committed: Condvar,
@@ -183,6 +186,8 @@ impl SqliteStorage {
             files,
             options,
             group: Mutex::new(Group::default()),
+            commits: Default::default(),
+            committed_appends: Default::default(),
             committed: Condvar::new(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
@@ -313,9 +318,22 @@ impl SqliteStorage {
             // read inside the transaction that just failed.
             return set_all(jobs, &e);
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.commits.fetch_add(1, Relaxed);
+        self.committed_appends.fetch_add(jobs.len() as u64, Relaxed);
         for (job, r) in jobs.iter().zip(results) {
             *job.result.lock() = Some(r);
         }
+    }
+
+    /// How many append transactions were committed, and how many appends
+    /// (each with its own result) they held: a diagnostic of group commit.
+    pub fn commit_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.commits.load(Relaxed),
+            self.committed_appends.load(Relaxed),
+        )
     }
 
     /// One write transaction on the writer connection, outside the group.

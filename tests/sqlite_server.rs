@@ -111,6 +111,96 @@ fn a_server_on_a_read_only_database_refuses_to_start() {
     );
 }
 
+/// The database file moved away under a running server: the next push is
+/// refused over the wire with the reason (no ack, no broadcast), and
+/// `/health` answers 503 with it.
+#[test]
+fn a_database_moved_away_shows_in_refused_pushes_and_health() {
+    let _w = watchdog("sqlite_moved_server", Duration::from_secs(60));
+    let dir = TempDir::new("moved_server");
+    let srv = ServerProcess::start(&dir.db_url(), &["--auth-token", TOKEN]);
+    let mut ws = Ws::v03(srv.addr, "s");
+    ws.push_v03_acked("r1", &events(1, 2, "c"));
+    healthy(&srv);
+    std::fs::rename(dir.db(), dir.path().join("elsewhere.db")).unwrap();
+    ws.send_text(&v03_push("r2", &events(3, 1, "c")));
+    let answer = ws.recv();
+    assert_eq!(answer["_tag"], "WSMessage.Error", "{answer}");
+    assert_eq!(answer["requestId"], "r2", "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("was deleted or moved while in use"),
+        "{answer}"
+    );
+    assert_eq!(
+        ws.recv_within(Duration::from_millis(300)),
+        None,
+        "no ack, no broadcast"
+    );
+    let (status, _, body) = http(srv.addr, "GET", "/health", &[], "");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("was deleted or moved while in use"), "{body}");
+}
+
+/// A real full disk under the server (DATA_DIR on a 2 MiB tmpfs): the
+/// push that does not fit is refused over the wire with "disk full",
+/// `/health` says so, and every push acknowledged before is in the file.
+#[test]
+fn a_full_disk_shows_in_refused_pushes_and_health() {
+    let _w = watchdog("sqlite_full_server", Duration::from_secs(60));
+    let dir = TempDir::new("full_server");
+    let Some(m) = mount_or_explain(Mount::tmpfs(&dir.path().join("fs"), 2 << 20)) else {
+        return;
+    };
+    let data = m.path.to_str().unwrap().to_string();
+    let mut srv = ServerProcess::start_command({
+        let mut cmd = server_command();
+        cmd.args(["--data-dir", &data, "--auth-token", TOKEN]);
+        cmd
+    });
+    let mut ws = Ws::v03(srv.addr, "s");
+    let mut head = 0;
+    let refusal = loop {
+        assert!(head < 100_000, "the disk never filled");
+        ws.send_text(&v03_push(&format!("r{head}"), &events(head + 1, 50, "c")));
+        let answer = ws.recv();
+        match answer["_tag"].as_str() {
+            Some("WSMessage.PushAck") => {
+                let own = ws.recv();
+                assert_eq!(own["_tag"], "WSMessage.PullRes", "{own}");
+                head += 50;
+            }
+            _ => break answer,
+        }
+    };
+    assert_eq!(refusal["_tag"], "WSMessage.Error", "{refusal}");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("disk full: cannot write")),
+        "{refusal}"
+    );
+    assert!(head > 0);
+    let (status, _, body) = http(srv.addr, "GET", "/health", &[], "");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("disk full"), "{body}");
+    srv.sigterm();
+    assert!(srv.wait_exit(Duration::from_secs(20)).success());
+    let c = Connection::open(m.path.join("livestore.db")).unwrap();
+    let (n, max): (i64, i64) = c
+        .query_row(
+            "SELECT count(*), coalesce(max(seq_num), 0) FROM events WHERE store_id = 's'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (n, max),
+        (head, head),
+        "every ack stored, nothing refused stored"
+    );
+}
+
 /// One acknowledged batch: where it starts, how long, who sent it.
 type Acked = (i64, i64, String);
 

@@ -42,27 +42,21 @@ impl Drop for TempDir {
     }
 }
 
-/// A filesystem mounted for one test, unmounted (lazily) on drop.
+/// A filesystem mounted for one test, unmounted (lazily) on drop, and its
+/// mount point removed if the mount created it.
 pub struct Mount {
     pub path: PathBuf,
+    created: bool,
 }
 
 impl Mount {
     /// A tmpfs of `bytes` at `path` (created). `Err` says why mounting is
     /// not possible here (not root, no CAP_SYS_ADMIN).
     pub fn tmpfs(path: &Path, bytes: u64) -> Result<Mount, String> {
-        std::fs::create_dir_all(path).unwrap();
-        mount(&[
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={bytes}"),
-            "tmpfs",
-            path_str(path),
-        ])?;
-        Ok(Mount {
-            path: path.to_path_buf(),
-        })
+        let m = Mount::at(path);
+        let size = format!("size={bytes}");
+        mount(&["-t", "tmpfs", "-o", &size, "tmpfs", path_str(path)])?;
+        Ok(m)
     }
 
     /// A read-only view of directory `of` at `path` (a read-only bind
@@ -70,21 +64,36 @@ impl Mount {
     /// `of` may be a file: `path` (the same file, or one that exists) then
     /// reads as a read-only file in a writable directory.
     pub fn read_only_bind(of: &Path, path: &Path) -> Result<Mount, String> {
-        if !path.exists() {
-            std::fs::create_dir_all(path).unwrap();
-        }
+        let m = Mount::at(path);
         mount(&["--bind", path_str(of), path_str(path)])?;
-        let m = Mount {
-            path: path.to_path_buf(),
-        };
         mount(&["-o", "remount,bind,ro", path_str(path)])?;
         Ok(m)
+    }
+
+    /// The mount point `path`, created as a directory unless it exists.
+    fn at(path: &Path) -> Mount {
+        let created = !path.exists();
+        if created {
+            std::fs::create_dir_all(path).unwrap();
+        }
+        Mount {
+            path: path.to_path_buf(),
+            created,
+        }
     }
 }
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        // Lazy: detached at once even while a file on it is still open.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .stderr(std::process::Stdio::null())
+            .status();
+        if self.created {
+            let _ = std::fs::remove_dir(&self.path);
+        }
     }
 }
 

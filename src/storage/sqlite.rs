@@ -356,6 +356,36 @@ impl SqliteStorage {
     }
 }
 
+/// The committer's turn: when it ends (also by a panic), the next one may
+/// commit and every waiting appender wakes up; all at once, not one after
+/// another. A panic mid-commit must not leave the flag set (every later
+/// push would wait forever) nor the writer inside a transaction.
+struct Committing<'a> {
+    storage: &'a SqliteStorage,
+    jobs: &'a [Arc<Job>],
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let w = self.storage.writer.lock();
+            if !w.is_autocommit() {
+                let _ = w.execute_batch("ROLLBACK");
+            }
+            for j in self.jobs {
+                let mut r = j.result.lock();
+                if r.is_none() {
+                    *r = Some(Err(AppendError::Storage(StorageError(
+                        "appending events: the commit panicked (a bug; see the log)".into(),
+                    ))));
+                }
+            }
+        }
+        self.storage.group.lock().committing = false;
+        self.storage.committed.notify_all();
+    }
+}
+
 /// A pooled read connection; back to the pool on drop unless it failed.
 struct Reader<'a> {
     storage: &'a SqliteStorage,
@@ -513,12 +543,13 @@ impl Storage for SqliteStorage {
                 g.committing = true;
                 let jobs = std::mem::take(&mut g.queue);
                 drop(g);
+                let committing = Committing {
+                    storage: self,
+                    jobs: &jobs,
+                };
                 self.commit_group(&self.writer.lock(), &jobs);
+                drop(committing);
                 g = self.group.lock();
-                g.committing = false;
-                // Every job of the group has its result: all their
-                // appenders return at once (not one after another).
-                self.committed.notify_all();
             }
         }
         let result = job.result.lock().take();

@@ -7,16 +7,24 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 /// The defaults of the original FastAPI design this server replaces; using
-/// any of them in production is a mistake, so `main` warns loudly.
-pub const DEFAULT_DATABASE_URL: &str = "postgresql://postgres:password@localhost:5432/livestore";
+/// either in production is a mistake, so `main` warns loudly.
 pub const DEFAULT_AUTH_TOKEN: &str = "insecure-token-change-me";
 pub const DEFAULT_ADMIN_SECRET: &str = "change-me-admin-secret";
+/// Where the SQLite database lives when neither `DATA_DIR` nor systemd's
+/// `STATE_DIRECTORY` says (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "./data";
 
 /// All settings of one server instance.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// PostgreSQL URL; the database is created if it does not exist.
-    pub database_url: String,
+    /// `None` (unset or empty): the embedded SQLite database in `data_dir`.
+    /// `postgresql://…`/`postgres://…`: PostgreSQL (the database is created
+    /// if it does not exist). `sqlite:///path/file.db`: that SQLite file.
+    pub database_url: Option<String>,
+    /// Where the SQLite database (`livestore.db`) lives when `database_url`
+    /// is unset; created if missing. Default `$STATE_DIRECTORY` (systemd's
+    /// `StateDirectory=`), else `./data`.
+    pub data_dir: std::path::PathBuf,
     /// Clients must send `payload.authToken` equal to this.
     pub auth_token: String,
     /// Admin messages (0.3 `AdminInfoReq`, `AdminResetRoomReq`) must carry this.
@@ -135,7 +143,8 @@ impl Default for Limits {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            database_url: DEFAULT_DATABASE_URL.to_string(),
+            database_url: None,
+            data_dir: DEFAULT_DATA_DIR.into(),
             auth_token: DEFAULT_AUTH_TOKEN.to_string(),
             admin_secret: DEFAULT_ADMIN_SECRET.to_string(),
             host: "0.0.0.0".to_string(),
@@ -177,10 +186,23 @@ fn settings() -> Vec<Setting> {
         s!(
             "DATABASE_URL",
             "--database-url",
-            d.database_url,
-            "PostgreSQL URL; the database is created if missing",
+            "(unset: SQLite in DATA_DIR)",
+            "postgresql://… (created if missing) or sqlite:///path/file.db",
             |c, v| {
-                c.database_url = v.to_string();
+                c.database_url = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+                Ok(())
+            }
+        ),
+        s!(
+            "DATA_DIR",
+            "--data-dir",
+            "$STATE_DIRECTORY, else ./data",
+            "directory of the SQLite database (livestore.db) when DATABASE_URL is unset",
+            |c, v| {
+                if v.trim().is_empty() {
+                    return Err("needs a directory".into());
+                }
+                c.data_dir = v.into();
                 Ok(())
             }
         ),
@@ -222,7 +244,7 @@ fn settings() -> Vec<Setting> {
             "DB_POOL_MIN",
             "--db-pool-min",
             d.db_pool_min,
-            "idle PostgreSQL connections kept open",
+            "idle PostgreSQL connections kept open (PostgreSQL only)",
             |c, v| {
                 c.db_pool_min = parse(v)?;
                 Ok(())
@@ -232,7 +254,7 @@ fn settings() -> Vec<Setting> {
             "DB_POOL_MAX",
             "--db-pool-max",
             d.db_pool_max,
-            "most PostgreSQL connections at once",
+            "most PostgreSQL connections at once (PostgreSQL only)",
             |c, v| {
                 c.db_pool_max = parse(v)?;
                 Ok(())
@@ -398,6 +420,13 @@ impl Config {
     ) -> Result<Cli, String> {
         let settings = settings();
         let mut config = Config::default();
+        // systemd's `StateDirectory=` (its first path when it names several);
+        // DATA_DIR and --data-dir still win.
+        if let Some(dir) = env("STATE_DIRECTORY") {
+            if let Some(first) = dir.split(':').next().filter(|d| !d.is_empty()) {
+                config.data_dir = first.into();
+            }
+        }
         for s in &settings {
             if let Some(v) = env(s.env) {
                 (s.apply)(&mut config, &v).map_err(|e| format!("{}: {e}", s.env))?;
@@ -446,7 +475,7 @@ pub fn help_text() -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "livestore-sync {}: sync server for LiveStore apps (sync-cf 0.3 and 0.4) on PostgreSQL\n",
+        "livestore-sync {}: sync server for LiveStore apps (sync-cf 0.3 and 0.4) on SQLite or PostgreSQL\n",
         env!("CARGO_PKG_VERSION")
     );
     let _ = writeln!(out, "Usage: livestore-sync [--flag value]...\n");
@@ -515,6 +544,43 @@ mod tests {
     }
 
     #[test]
+    fn the_database_is_sqlite_in_the_data_dir_unless_a_url_says_otherwise() {
+        let c = run(&[], &[]).unwrap();
+        assert_eq!(c.database_url, None);
+        assert_eq!(c.data_dir, std::path::PathBuf::from("./data"));
+        // systemd's StateDirectory= sets STATE_DIRECTORY (its first path
+        // when several); DATA_DIR beats it, the flag beats both.
+        let state = [("STATE_DIRECTORY", "/var/lib/livestore-sync:/var/lib/other")];
+        assert_eq!(
+            run(&state, &[]).unwrap().data_dir,
+            std::path::PathBuf::from("/var/lib/livestore-sync")
+        );
+        let both = [state[0], ("DATA_DIR", "/srv/ls")];
+        assert_eq!(
+            run(&both, &[]).unwrap().data_dir,
+            std::path::PathBuf::from("/srv/ls")
+        );
+        assert_eq!(
+            run(&both, &["--data-dir", "/mnt/x"]).unwrap().data_dir,
+            std::path::PathBuf::from("/mnt/x")
+        );
+        // An empty DATABASE_URL (as env files write it) is unset.
+        assert_eq!(
+            run(&[("DATABASE_URL", "")], &[]).unwrap().database_url,
+            None
+        );
+        let pg = "postgresql://u@h/db";
+        assert_eq!(
+            run(&[("DATABASE_URL", pg)], &[])
+                .unwrap()
+                .database_url
+                .as_deref(),
+            Some(pg)
+        );
+        assert!(run(&[], &["--data-dir", ""]).is_err());
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         assert!(run(&[("PORT", "eighty")], &[]).is_err());
         assert!(run(&[], &["--nope"]).is_err());
@@ -529,8 +595,9 @@ mod tests {
             (
                 "--database-url",
                 "DATABASE_URL",
-                "postgresql://postgres:password@localhost:5432/livestore",
+                "(unset: SQLite in DATA_DIR)",
             ),
+            ("--data-dir", "DATA_DIR", "$STATE_DIRECTORY, else ./data"),
             ("--auth-token", "AUTH_TOKEN", "insecure-token-change-me"),
             ("--admin-secret", "ADMIN_SECRET", "change-me-admin-secret"),
             ("--host", "HOST", "0.0.0.0"),

@@ -2,7 +2,8 @@
 //!
 //! Unmodified LiveStore clients sync through it with the `@livestore/sync-cf`
 //! protocols: 0.3 (`makeCfSync`, WebSocket) and 0.4 (`makeWsSync` over
-//! WebSocket, `makeHttpSync` over HTTP). The event log lives in PostgreSQL.
+//! WebSocket, `makeHttpSync` over HTTP). The event log lives in an embedded
+//! SQLite file (the default) or in PostgreSQL.
 //!
 //! Where things are, from the wire inwards. Each room uses only rooms below
 //! it (checked by `tests/architecture.rs`):
@@ -13,7 +14,7 @@
 //! | [`session`] | one connection's protocol state: decoded request → store → encoded answers | protocol, sync, storage, model | no (through a `Sink`) |
 //! | [`protocol`] | wire codecs: query string, 0.3 messages, 0.4 Effect-RPC envelopes, JSON writers, server WebSocket frames | model | no |
 //! | [`sync`] | the core: stores, push/pull rules, subscriptions, the `Sink` a socket offers | storage, model | through `Storage` |
-//! | [`storage`] | the `Storage` interface and its PostgreSQL implementation | model | database |
+//! | [`storage`] | the `Storage` interface, its SQLite and PostgreSQL implementations | model | database |
 //! | [`model`] | events, store metadata, the chain and page rules | nothing | no |
 //! | [`config`], [`logger`], [`timefmt`] | settings and limits, the log line format, timestamps | nothing (`logger`: `timefmt`) | no |
 //!

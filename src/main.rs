@@ -1,12 +1,13 @@
-//! The `livestore-sync` binary: read the configuration, open PostgreSQL,
+//! The `livestore-sync` binary: read the configuration, open the event log
+//! (SQLite by default, PostgreSQL with a `postgresql://` DATABASE_URL),
 //! serve until SIGTERM/SIGINT, exit 0.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use livestore_sync::config::{Cli, Config};
 use livestore_sync::server::Server;
-use livestore_sync::storage::postgres::{PgStorage, PoolOptions};
+use livestore_sync::storage::postgres::PoolOptions;
+use livestore_sync::storage::{self, Backend};
 
 fn main() -> ExitCode {
     let config =
@@ -35,8 +36,13 @@ fn main() -> ExitCode {
         max_size: config.db_pool_max,
         connection_timeout: config.db_pool_timeout,
     };
-    let storage = match PgStorage::connect(&config.database_url, &pool) {
-        Ok(s) => Arc::new(s),
+    let storage = match Backend::choose(config.database_url.as_deref(), &config.data_dir)
+        .and_then(|backend| storage::open(&backend, &pool))
+    {
+        Ok((s, description)) => {
+            log::info!("event log: {description}");
+            s
+        }
         Err(e) => {
             log::error!("{e}");
             return ExitCode::FAILURE;

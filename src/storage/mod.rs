@@ -1,12 +1,15 @@
 //! Where the event log lives, behind one small interface.
 //!
-//! The sync core (`crate::sync`) only talks to [`Storage`]; `postgres.rs` is
-//! the implementation used in production. A second, embedded backend can be
-//! added next to it without touching the protocol or the core. Storage uses
-//! only the leaf model (`crate::model`).
+//! The sync core (`crate::sync`) only talks to [`Storage`]. Two backends:
+//! `sqlite.rs` (embedded, one file, the default) and `postgres.rs` (several
+//! instances, production). [`Backend::choose`] picks one from the settings
+//! and [`open`] opens it. Storage uses only the leaf model (`crate::model`).
 
 pub mod postgres;
+pub mod sqlite;
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::model::{Event, StoreMeta, StoredEvent};
@@ -14,7 +17,7 @@ use crate::model::{Event, StoreMeta, StoredEvent};
 /// A storage failure (connection lost, pool exhausted, disk full, …).
 /// The caller answers the request with an error and keeps the connection;
 /// nothing was written.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct StorageError(pub String);
 
 impl std::fmt::Display for StorageError {
@@ -133,5 +136,159 @@ impl Watch {
 
     pub fn is_stopped(&self) -> bool {
         self.0[1].load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Where the event log lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A `postgresql://` or `postgres://` URL.
+    Postgres(String),
+    /// The SQLite database file.
+    Sqlite(PathBuf),
+}
+
+impl Backend {
+    /// From `DATABASE_URL` and `DATA_DIR`: no URL (or an empty one) is SQLite
+    /// in `data_dir/livestore.db`; `postgresql://…` and `postgres://…` are
+    /// PostgreSQL; `sqlite:///abs/file.db`, `sqlite://rel/file.db` and
+    /// `sqlite:file.db` name a SQLite file (the path is taken as written:
+    /// no `?` options, no percent-decoding; `DATA_DIR` is then unused).
+    pub fn choose(database_url: Option<&str>, data_dir: &Path) -> Result<Backend, StorageError> {
+        let url = database_url.map(str::trim).unwrap_or("");
+        if url.is_empty() {
+            return Ok(Backend::Sqlite(data_dir.join(sqlite::DB_FILE_NAME)));
+        }
+        if url.starts_with("postgresql://") || url.starts_with("postgres://") {
+            return Ok(Backend::Postgres(url.to_string()));
+        }
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() || path.ends_with('/') {
+                return Err(StorageError(format!(
+                    "DATABASE_URL {url}: name the database file, e.g. sqlite:///var/lib/livestore-sync/livestore.db"
+                )));
+            }
+            if path.contains('?') || path.starts_with(':') {
+                return Err(StorageError(format!(
+                    "DATABASE_URL {url}: only a file path is accepted after sqlite: (no ?options, no :memory:)"
+                )));
+            }
+            return Ok(Backend::Sqlite(PathBuf::from(path)));
+        }
+        Err(StorageError(format!(
+            "DATABASE_URL must start with postgresql://, postgres:// or sqlite: (or be unset for \
+             SQLite in DATA_DIR); got `{}`",
+            url.split("://").next().unwrap_or(url)
+        )))
+    }
+
+    /// For the start-up log: the file, or PostgreSQL's user, host and
+    /// database (never the password).
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Sqlite(path) => format!("SQLite {} (WAL, synchronous=FULL)", path.display()),
+            Backend::Postgres(url) => postgres::describe(url),
+        }
+    }
+}
+
+/// Opens `backend`: for SQLite, creates the file's directory if missing.
+/// Returns the storage and a description for the start-up log.
+pub fn open(
+    backend: &Backend,
+    pg_pool: &postgres::PoolOptions,
+) -> Result<(Arc<dyn Storage>, String), StorageError> {
+    match backend {
+        Backend::Postgres(url) => {
+            let s = postgres::PgStorage::connect(url, pg_pool)?;
+            Ok((Arc::new(s), backend.describe()))
+        }
+        Backend::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StorageError(format!(
+                        "cannot create the data directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+            let s = sqlite::SqliteStorage::open(path, sqlite::SqliteOptions::default())?;
+            let description = Backend::Sqlite(s.path().to_path_buf()).describe();
+            Ok((Arc::new(s), description))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_picks_the_backend() {
+        let dir = Path::new("/srv/data");
+        let sqlite = |p: &str| Ok(Backend::Sqlite(PathBuf::from(p)));
+        assert_eq!(Backend::choose(None, dir), sqlite("/srv/data/livestore.db"));
+        assert_eq!(
+            Backend::choose(Some(""), dir),
+            sqlite("/srv/data/livestore.db")
+        );
+        assert_eq!(
+            Backend::choose(Some("  "), dir),
+            sqlite("/srv/data/livestore.db")
+        );
+        assert_eq!(
+            Backend::choose(Some("sqlite:///abs/x.db"), dir),
+            sqlite("/abs/x.db")
+        );
+        assert_eq!(
+            Backend::choose(Some("sqlite://rel/x.db"), dir),
+            sqlite("rel/x.db")
+        );
+        assert_eq!(Backend::choose(Some("sqlite:x.db"), dir), sqlite("x.db"));
+        assert_eq!(
+            Backend::choose(Some("sqlite:/abs/x.db"), dir),
+            sqlite("/abs/x.db")
+        );
+        for pg in ["postgresql://u:p@h:5432/db", "postgres://h/db"] {
+            assert_eq!(
+                Backend::choose(Some(pg), dir),
+                Ok(Backend::Postgres(pg.into()))
+            );
+        }
+        for bad in [
+            "sqlite:",
+            "sqlite://",
+            "sqlite:///",
+            "sqlite::memory:",
+            "sqlite:///x.db?mode=ro",
+            "mysql://h/db",
+            "livestore.db",
+        ] {
+            let e = Backend::choose(Some(bad), dir).unwrap_err();
+            assert!(e.0.contains("DATABASE_URL"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn descriptions_never_show_a_password() {
+        let d = Backend::Postgres(
+            "postgresql://alice:s3cret@db.example:6543/live?sslmode=disable".into(),
+        )
+        .describe();
+        assert!(!d.contains("s3cret"), "{d}");
+        assert!(
+            d.contains("alice") && d.contains("db.example:6543") && d.contains("/live"),
+            "{d}"
+        );
+        let d =
+            Backend::Postgres("postgresql://:s3cret@/live?host=/run/postgresql".into()).describe();
+        assert!(!d.contains("s3cret"), "{d}");
+        let d = Backend::Postgres("postgres://x:y@[bad".into()).describe();
+        assert!(!d.contains(":y"), "{d}");
+        assert_eq!(
+            Backend::Sqlite("/srv/data/livestore.db".into()).describe(),
+            "SQLite /srv/data/livestore.db (WAL, synchronous=FULL)"
+        );
     }
 }

@@ -173,6 +173,39 @@ impl PgStorage {
     }
 }
 
+/// `PostgreSQL user@host:port/dbname` for the start-up log: never the
+/// password (nor the rest of the URL).
+pub fn describe(url: &str) -> String {
+    let Ok(c) = postgres::Config::from_str(url) else {
+        return "PostgreSQL (DATABASE_URL does not parse; not shown)".to_string();
+    };
+    let ports = c.get_ports();
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            // One port applies to every host; none means 5432.
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            (h, port)
+        })
+        .map(|(h, port)| match h {
+            postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+            postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost:5432".to_string()
+    } else {
+        hosts.join(",")
+    };
+    format!(
+        "PostgreSQL {}{hosts}/{}",
+        c.get_user().map(|u| format!("{u}@")).unwrap_or_default(),
+        c.get_dbname().unwrap_or("(user's database)")
+    )
+}
+
 /// Applies `schema.sql` (before the pool prepares statements on its tables).
 fn apply_schema(config: &postgres::Config) -> Result<(), StorageError> {
     let mut c = config

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests, one concern a module:
 //!
 //! - [`db`]: a fresh PostgreSQL database per test, and queries on it;
+//! - [`fs`]: a temporary directory per test (SQLite), and mounts (a full disk, a read-only file);
 //! - [`server`]: the server as a child process or in this process, and a watchdog;
 //! - [`urls`]: the sync request paths the clients build;
 //! - [`ws`]: WebSocket clients, tidy and raw;
@@ -12,6 +13,7 @@
 
 pub mod db;
 pub mod frames;
+pub mod fs;
 pub mod http;
 pub mod server;
 pub mod urls;
@@ -19,6 +21,7 @@ pub mod ws;
 
 pub use db::*;
 pub use frames::*;
+pub use fs::*;
 pub use http::*;
 pub use server::*;
 pub use urls::*;

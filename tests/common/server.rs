@@ -42,9 +42,57 @@ pub struct ServerProcess {
     pub log: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
+/// The `livestore-sync` binary on 127.0.0.1 with a free port, logging at
+/// info, and none of the storage settings of the environment the tests run
+/// in (`DATABASE_URL`, `DATA_DIR`, `STATE_DIRECTORY`): without more flags it
+/// keeps its SQLite log in `./data` of its working directory.
+pub fn server_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livestore-sync"));
+    cmd.args(["--host", "127.0.0.1", "--port", "0"])
+        .env("LOG_LEVEL", "info")
+        .env_remove("DATABASE_URL")
+        .env_remove("DATA_DIR")
+        .env_remove("STATE_DIRECTORY");
+    cmd
+}
+
+/// Runs `cmd` (see [`server_command`]) expecting it to exit by itself (a
+/// refused start); its status and what it wrote to stderr.
+pub fn run_to_exit(mut cmd: Command, within: Duration) -> (ExitStatus, String) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn livestore-sync");
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "livestore-sync still running after {within:?}; it was expected to refuse to start"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status, err)
+}
+
 impl ServerProcess {
-    /// Starts `livestore-sync` on 127.0.0.1 with a free port against `db_url`,
-    /// and waits for its `listening on` line. `extra` are more flags.
+    /// Starts `livestore-sync` on 127.0.0.1 with a free port against `db_url`
+    /// (`postgresql://…` or `sqlite:///…`), and waits for its `listening on`
+    /// line. `extra` are more flags.
     pub fn start(db_url: &str, extra: &[&str]) -> ServerProcess {
         Self::start_on_port(db_url, 0, extra)
     }
@@ -52,19 +100,16 @@ impl ServerProcess {
     /// Like [`ServerProcess::start`], on the given port (0: a free one), e.g. to
     /// start a server again where its clients expect it after stopping it.
     pub fn start_on_port(db_url: &str, port: u16, extra: &[&str]) -> ServerProcess {
-        let bin = env!("CARGO_BIN_EXE_livestore-sync");
-        let port = port.to_string();
-        let mut child = Command::new(bin)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--database-url",
-                db_url,
-            ])
-            .args(extra)
-            .env("LOG_LEVEL", "info")
+        let mut cmd = server_command();
+        // A later flag wins over server_command's `--port 0`.
+        cmd.args(["--port", &port.to_string(), "--database-url", db_url])
+            .args(extra);
+        Self::start_command(cmd)
+    }
+
+    /// Starts `cmd` (see [`server_command`]) and waits for its `listening on` line.
+    pub fn start_command(mut cmd: Command) -> ServerProcess {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -95,7 +140,12 @@ impl ServerProcess {
         });
         let addr = rx
             .recv_timeout(Duration::from_secs(20))
-            .expect("server did not print `listening on <addr>` within 20 s");
+            .unwrap_or_else(|_| {
+                panic!(
+                    "server did not print `listening on <addr>` within 20 s; its log:\n{}",
+                    log.lock().join("\n")
+                )
+            });
         ServerProcess { addr, child, log }
     }
 
@@ -211,7 +261,7 @@ impl Drop for TestServer {
 /// The settings every in-process test server starts from, over `db_url`.
 pub fn test_config(db_url: &str) -> livestore_sync::config::Config {
     livestore_sync::config::Config {
-        database_url: db_url.to_string(),
+        database_url: Some(db_url.to_string()),
         auth_token: TOKEN.into(),
         admin_secret: ADMIN.into(),
         host: "127.0.0.1".into(),
@@ -223,7 +273,7 @@ pub fn test_config(db_url: &str) -> livestore_sync::config::Config {
     }
 }
 
-/// Opens the storage of `config` and runs a server on a free loopback port
+/// Opens the storage of `config` (the same choice as the binary makes) and runs a server on a free loopback port
 /// in a thread of this process.
 pub fn serve(
     config: livestore_sync::config::Config,
@@ -232,7 +282,7 @@ pub fn serve(
     livestore_sync::server::ShutdownHandle,
     std::thread::JoinHandle<usize>,
 ) {
-    use livestore_sync::storage::postgres::{PgStorage, PoolOptions};
+    use livestore_sync::storage::{open, postgres::PoolOptions, Backend};
     if std::env::var_os("SHOW_SERVER_LOG").is_some() {
         livestore_sync::logger::init(log::LevelFilter::Debug);
     }
@@ -241,8 +291,9 @@ pub fn serve(
         max_size: config.db_pool_max,
         connection_timeout: config.db_pool_timeout,
     };
-    let storage =
-        std::sync::Arc::new(PgStorage::connect(&config.database_url, &pool).expect("storage"));
+    let backend =
+        Backend::choose(config.database_url.as_deref(), &config.data_dir).expect("backend");
+    let (storage, _) = open(&backend, &pool).expect("storage");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = livestore_sync::server::Server::from_listener(listener, config, storage);

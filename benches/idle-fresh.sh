@@ -16,6 +16,10 @@ SERVER="${SERVER:-target/release/livestore-sync}"
 OUT="${OUT:-target/idle-fresh-$(date +%Y%m%d-%H%M%S).jsonl}"
 SIZES="${SIZES:-1000 10000}"
 PROTOCOLS="${PROTOCOLS:-0.3 0.4}"
+# The server's event log: `postgres` (a scratch database on PG) or `sqlite`
+# (a file in a scratch directory). The bench's floors always use PG.
+BACKEND="${BACKEND:-postgres}"
+SQLITE_DIR="$(mktemp -d)"
 DB="lss_bench_idle_$$"
 
 cargo build --release --locked --workspace --bins
@@ -23,13 +27,23 @@ if [ "$(cat /proc/sys/vm/max_map_count)" -lt 262144 ] && [ "$(id -u)" = 0 ]; the
   sysctl -qw vm.max_map_count=262144 || true
 fi
 ulimit -n "$(ulimit -Hn)"
-trap 'psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+trap 'psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$SQLITE_DIR"' EXIT
+
+server_db() { # the server's --database-url (a fresh SQLite file each time)
+  if [ "$BACKEND" = sqlite ]; then
+    rm -rf "$SQLITE_DIR/run"; mkdir -p "$SQLITE_DIR/run"; echo "sqlite://$SQLITE_DIR/run/livestore.db"
+  else
+    echo "$PG/$DB"
+  fi
+}
 
 for n in $SIZES; do for proto in $PROTOCOLS; do for i in $(seq 1 "$RUNS"); do
   echo "== idle $n --protocol $proto (run $i/$RUNS)" >&2
   psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   LOG="$(mktemp)"
-  "$SERVER" --host 127.0.0.1 --port 0 --database-url "$PG/$DB" \
+  SERVER_DB="$(server_db)"  # before the server starts: the log below must be its own
+rm -f "$LOG"
+"$SERVER" --host 127.0.0.1 --port 0 --database-url "$SERVER_DB" \
     --auth-token bench-token --log-level info >"$LOG" 2>&1 &
   SERVER_PID=$!
   ADDR=""

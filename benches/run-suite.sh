@@ -8,6 +8,7 @@
 #   benches/run-suite.sh                      # everything
 #   RUNS=1 SCENARIOS="push race" benches/run-suite.sh
 #   SERVER=/path/to/other/livestore-sync benches/run-suite.sh   # another build
+#   BACKEND=sqlite benches/run-suite.sh       # the server on SQLite (floors stay on PostgreSQL)
 #
 # Needs: PostgreSQL at PG (default postgresql://postgres@127.0.0.1:5432), python3
 # for the summary. For 10,000 connections the kernel must allow more than
@@ -23,6 +24,10 @@ SERVER="${SERVER:-target/release/livestore-sync}"
 OUT="${OUT:-target/bench-suite-$(date +%Y%m%d-%H%M%S).jsonl}"
 SCENARIOS="${SCENARIOS:-cold-pull push fan-out race reconnect-storm idle}"
 PROTOCOLS="${PROTOCOLS:-0.3 0.4}"
+# The server's event log: `postgres` (a scratch database on PG) or `sqlite`
+# (a file in a scratch directory). The bench's floors always use PG.
+BACKEND="${BACKEND:-postgres}"
+SQLITE_DIR="$(mktemp -d)"
 
 cargo build --release --locked --workspace --bins
 if [ "$(cat /proc/sys/vm/max_map_count)" -lt 262144 ] && [ "$(id -u)" = 0 ]; then
@@ -34,10 +39,20 @@ DB="lss_bench_suite_$$"
 LOG="target/bench-suite-server.log"
 cleanup() {
   [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$SQLITE_DIR"
 }
 trap cleanup EXIT
-"$SERVER" --host 127.0.0.1 --port 0 --database-url "$PG/$DB" \
+server_db() { # the server's --database-url (a fresh SQLite file each time)
+  if [ "$BACKEND" = sqlite ]; then
+    rm -rf "$SQLITE_DIR/run"; mkdir -p "$SQLITE_DIR/run"; echo "sqlite://$SQLITE_DIR/run/livestore.db"
+    psql "$PG/postgres" -qAtc "CREATE DATABASE $DB" >/dev/null 2>&1 || true  # for the floors
+  else
+    echo "$PG/$DB"
+  fi
+}
+SERVER_DB="$(server_db)"  # before the server starts: the log below must be its own
+rm -f "$LOG"
+"$SERVER" --host 127.0.0.1 --port 0 --database-url "$SERVER_DB" \
   --auth-token bench-token --admin-secret bench-admin --log-level info >"$LOG" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
@@ -72,7 +87,7 @@ done
 kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=""
 case " $SCENARIOS " in
-  *" idle "*) OUT="$OUT" RUNS="$RUNS" PROTOCOLS="$PROTOCOLS" PG="$PG" SERVER="$SERVER" benches/idle-fresh.sh >/dev/null ;;
+  *" idle "*) OUT="$OUT" RUNS="$RUNS" PROTOCOLS="$PROTOCOLS" PG="$PG" SERVER="$SERVER" BACKEND="$BACKEND" benches/idle-fresh.sh >/dev/null ;;
 esac
 echo "results: $OUT" >&2
 python3 benches/summarize.py "$OUT"

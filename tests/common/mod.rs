@@ -5,14 +5,17 @@
 //! - [`urls`]: the sync request paths the clients build;
 //! - [`ws`]: WebSocket clients, tidy and raw;
 //! - [`http`]: a one-request HTTP client;
-//! - [`frames`]: events and the requests and answers of both protocols.
+//! - [`frames`]: events and the requests and answers of both protocols;
+//! - [`node`]: the real LiveStore clients in Node (`use common::node::*;`,
+//!   not re-exported: its names are for the tests that run them).
 //!
-//! Everything is re-exported, so a test says `use common::*;`.
+//! Everything else is re-exported, so a test says `use common::*;`.
 #![allow(dead_code, unused_imports)]
 
 pub mod db;
 pub mod frames;
 pub mod http;
+pub mod node;
 pub mod server;
 pub mod urls;
 pub mod ws;

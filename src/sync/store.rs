@@ -291,6 +291,13 @@ impl Store {
         live: Option<(ConnId, Arc<dyn LiveSink>)>,
     ) -> Result<Pull, PullRefused> {
         let mut st = self.state.lock();
+        if self.storage.shared() {
+            // Another instance may have appended without this one hearing
+            // of it yet (a notice in flight, the listener down): catch up
+            // with the log first, so the pull reads up to the stored head
+            // and this store's subscribers get the same events first.
+            self.refresh(&mut st).map_err(PullRefused::Storage)?;
+        }
         let meta = self
             .with_meta(&mut st)
             .map_err(PullRefused::Storage)?

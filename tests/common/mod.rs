@@ -6,6 +6,7 @@
 //! - [`ws`]: WebSocket clients, tidy and raw;
 //! - [`http`]: a one-request HTTP client;
 //! - [`frames`]: events and the requests and answers of both protocols;
+//! - [`proxy`]: nginx and Caddy with the committed configurations;
 //! - [`node`]: the real LiveStore clients in Node (`use common::node::*;`,
 //!   not re-exported: its names are for the tests that run them).
 //!
@@ -16,6 +17,7 @@ pub mod db;
 pub mod frames;
 pub mod http;
 pub mod node;
+pub mod proxy;
 pub mod server;
 pub mod urls;
 pub mod ws;
@@ -23,6 +25,7 @@ pub mod ws;
 pub use db::*;
 pub use frames::*;
 pub use http::*;
+pub use proxy::*;
 pub use server::*;
 pub use urls::*;
 pub use ws::*;

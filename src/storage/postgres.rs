@@ -111,6 +111,20 @@ pub struct PgStorage {
     instance: String,
 }
 
+/// An error with its causes: `postgres::Error` alone says only "db error",
+/// its source says what the server said (e.g. "terminating connection due
+/// to administrator command" when PostgreSQL restarts).
+fn why(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 fn err(context: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError(format!("{context}: {e}"))
 }
@@ -412,7 +426,7 @@ impl Storage for PgStorage {
                 Some(c)
             }
             Err(e) => {
-                log::error!("cross-instance notices down: {e}; reconnecting");
+                log::error!("cross-instance notices down: {}; reconnecting", why(&e));
                 None
             }
         };
@@ -505,7 +519,7 @@ impl Listener {
             });
             if let Err(e) = result {
                 if self.watch.is_up() {
-                    log::error!("cross-instance notices down: {e}; reconnecting");
+                    log::error!("cross-instance notices down: {}; reconnecting", why(&e));
                 }
                 self.watch.set_up(false);
                 std::thread::sleep(backoff);

@@ -7,6 +7,7 @@
 //! - [`http`]: a one-request HTTP client;
 //! - [`frames`]: events and the requests and answers of both protocols;
 //! - [`proxy`]: nginx and Caddy with the committed configurations;
+//! - [`pg_cluster`]: a throwaway PostgreSQL cluster to restart at will;
 //! - [`node`]: the real LiveStore clients in Node (`use common::node::*;`,
 //!   not re-exported: its names are for the tests that run them).
 //!
@@ -17,6 +18,7 @@ pub mod db;
 pub mod frames;
 pub mod http;
 pub mod node;
+pub mod pg_cluster;
 pub mod proxy;
 pub mod server;
 pub mod urls;
@@ -25,6 +27,7 @@ pub mod ws;
 pub use db::*;
 pub use frames::*;
 pub use http::*;
+pub use pg_cluster::*;
 pub use proxy::*;
 pub use server::*;
 pub use urls::*;

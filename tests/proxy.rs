@@ -11,7 +11,11 @@
 //!   proxy (which skips the dead instance: no connection attempt fails),
 //!   pull from their head and go on; every acknowledged event is stored
 //!   exactly once, the log is contiguous, no push is acknowledged twice,
-//!   and everything each pusher received matches the log.
+//!   and everything each pusher received matches the log;
+//! - the case the storm meets only by chance, made certain: a push that
+//!   PostgreSQL holds when its instance is killed is committed all the
+//!   same and announced to the other instances; its client, unanswered,
+//!   finds it in its pull after reconnecting and does not push it again.
 //!
 //! A missing nginx or Caddy fails the test with what to install.
 //! `SHOW_PROXY_LOG=1` echoes Caddy's log, `KEEP_PROXY_DIR=1` keeps the
@@ -182,6 +186,14 @@ struct Storm {
 }
 
 impl Storm {
+    fn new(pushers: usize) -> Storm {
+        Storm {
+            acks: (0..pushers).map(|_| AtomicUsize::new(0)).collect(),
+            acks_after_kill: (0..pushers).map(|_| AtomicUsize::new(0)).collect(),
+            ..Default::default()
+        }
+    }
+
     fn total(&self) -> usize {
         self.acks.iter().map(|a| a.load(Ordering::SeqCst)).sum()
     }
@@ -283,6 +295,21 @@ struct Pusher {
 }
 
 impl Pusher {
+    fn new(n: usize, client: &str, store: &str, proxy: SocketAddr) -> Pusher {
+        Pusher {
+            n,
+            report: PusherReport {
+                client: client.to_string(),
+                store: store.to_string(),
+                ..Default::default()
+            },
+            proxy,
+            head: 0,
+            next_id: 0,
+            next_request: 0,
+        }
+    }
+
     /// Appends what a socket delivered; a socket's stream continues exactly
     /// where the last one ended (no gap, no repeat).
     fn apply(&mut self, m: &Value) {
@@ -341,8 +368,95 @@ impl Pusher {
         }
     }
 
-    fn run(mut self, storm: &Storm) -> PusherReport {
+    /// Sends the push of `pending` (new ids when empty, or the ids of a
+    /// push whose answer was lost, unless the log shows them stored) on
+    /// the head; returns its request id and the seq num of its last event.
+    fn send_push(&mut self, socket: &mut Ws, pending: &mut Vec<String>) -> (String, i64) {
         let client = self.report.client.clone();
+        let seen: HashSet<&String> = self.report.seen.values().collect();
+        if pending.iter().any(|id| seen.contains(id)) {
+            // Stored before the socket dropped (a batch is all or nothing).
+            assert!(
+                pending.iter().all(|id| seen.contains(id)),
+                "{client}: half a batch"
+            );
+            pending.clear();
+            self.report.stored_unanswered += 1;
+        }
+        if pending.is_empty() {
+            let n = 1 + self.next_id % 3;
+            *pending = (0..n)
+                .map(|i| format!("{client}-{:04}", self.next_id + i))
+                .collect();
+            self.next_id += n;
+        }
+        let rid = format!("{client}-r{}", self.next_request);
+        self.next_request += 1;
+        let events: Vec<String> = pending
+            .iter()
+            .enumerate()
+            .map(|(i, id)| event_json(self.head + 1 + i as i64, id, &client))
+            .collect();
+        socket.send_text(&v03_push(&rid, &format!("[{}]", events.join(","))));
+        (rid, self.head + pending.len() as i64)
+    }
+
+    /// Reads until the answer to `rid`, and after an ack until the push's
+    /// own broadcast (it follows the ack), so the next push starts on it.
+    fn await_answer(
+        &mut self,
+        socket: &mut Ws,
+        (rid, last): (String, i64),
+        pending: &mut Vec<String>,
+        storm: &Storm,
+    ) -> Outcome {
+        let client = self.report.client.clone();
+        let mut acked = false;
+        while !acked || self.head < last {
+            let m = match read(socket) {
+                Read::Msg(m) => m,
+                Read::Dropped(why) => {
+                    self.report.dropped.push(why);
+                    return Outcome::Dropped;
+                }
+            };
+            match m["_tag"].as_str() {
+                Some("WSMessage.PullRes") => self.apply(&m),
+                Some("WSMessage.PushAck") => {
+                    assert_eq!(m["requestId"], rid.as_str(), "{client}: {m}");
+                    assert!(
+                        !self.report.acked.iter().any(|(r, _)| *r == rid),
+                        "{client}: {rid} acknowledged twice"
+                    );
+                    self.report
+                        .acked
+                        .push((rid.clone(), std::mem::take(pending)));
+                    storm.acks[self.n].fetch_add(1, Ordering::SeqCst);
+                    if storm.killed.load(Ordering::SeqCst) {
+                        self.report.acks_after_kill += 1;
+                        storm.acks_after_kill[self.n].fetch_add(1, Ordering::SeqCst);
+                    }
+                    acked = true;
+                }
+                Some("WSMessage.Error") => {
+                    // Another pusher won the round; its events arrived
+                    // before this answer. Push again on the new head.
+                    assert_eq!(m["requestId"], rid.as_str(), "{client}: {m}");
+                    let message = m["message"].as_str().unwrap_or("");
+                    assert!(
+                        message.starts_with("Invalid parent event number"),
+                        "{client}: a refusal other than a stale parent: {m}"
+                    );
+                    self.report.refused += 1;
+                    return Outcome::Refused;
+                }
+                _ => panic!("{client}: unexpected {m}"),
+            }
+        }
+        Outcome::Acked
+    }
+
+    fn run(mut self, storm: &Storm) -> PusherReport {
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut ws: Option<Ws> = None;
         // The ids of the push being made. When a socket drops before its
@@ -351,87 +465,41 @@ impl Pusher {
         while !storm.stop.load(Ordering::SeqCst) {
             assert!(
                 Instant::now() < deadline,
-                "{client}: still pushing after 120 s"
+                "{}: still pushing after 120 s",
+                self.report.client
             );
             let Some(mut socket) = ws.take() else {
                 ws = self.connect(storm);
                 continue;
             };
-            let seen: HashSet<&String> = self.report.seen.values().collect();
-            if pending.iter().any(|id| seen.contains(id)) {
-                // Stored before the socket dropped (a batch is all or nothing).
-                assert!(
-                    pending.iter().all(|id| seen.contains(id)),
-                    "{client}: half a batch"
-                );
-                pending.clear();
-            }
-            if pending.is_empty() {
-                let n = 1 + self.next_id % 3;
-                pending = (0..n)
-                    .map(|i| format!("{client}-{:04}", self.next_id + i))
-                    .collect();
-                self.next_id += n;
-            }
-            let rid = format!("{client}-r{}", self.next_request);
-            self.next_request += 1;
-            let last = self.head + pending.len() as i64;
-            let events: Vec<String> = pending
-                .iter()
-                .enumerate()
-                .map(|(i, id)| event_json(self.head + 1 + i as i64, id, &client))
-                .collect();
-            socket.send_text(&v03_push(&rid, &format!("[{}]", events.join(","))));
-            let (mut acked, mut refused) = (false, false);
-            // Until the answer, and after an ack until the push's own
-            // broadcast (it follows the ack), so the next push starts on it.
-            while !acked || self.head < last {
-                let m = match read(&mut socket) {
-                    Read::Msg(m) => m,
-                    Read::Dropped(why) => {
-                        self.report.dropped.push(why);
-                        break;
-                    }
-                };
-                match m["_tag"].as_str() {
-                    Some("WSMessage.PullRes") => self.apply(&m),
-                    Some("WSMessage.PushAck") => {
-                        assert_eq!(m["requestId"], rid.as_str(), "{client}: {m}");
-                        assert!(
-                            !self.report.acked.iter().any(|(r, _)| *r == rid),
-                            "{client}: {rid} acknowledged twice"
-                        );
-                        self.report
-                            .acked
-                            .push((rid.clone(), std::mem::take(&mut pending)));
-                        storm.acks[self.n].fetch_add(1, Ordering::SeqCst);
-                        if storm.killed.load(Ordering::SeqCst) {
-                            self.report.acks_after_kill += 1;
-                            storm.acks_after_kill[self.n].fetch_add(1, Ordering::SeqCst);
-                        }
-                        acked = true;
-                    }
-                    Some("WSMessage.Error") => {
-                        // Another pusher won the round; its events arrived
-                        // before this answer. Push again on the new head.
-                        assert_eq!(m["requestId"], rid.as_str(), "{client}: {m}");
-                        let message = m["message"].as_str().unwrap_or("");
-                        assert!(
-                            message.starts_with("Invalid parent event number"),
-                            "{client}: a refusal other than a stale parent: {m}"
-                        );
-                        self.report.refused += 1;
-                        refused = true;
-                        break;
-                    }
-                    _ => panic!("{client}: unexpected {m}"),
-                }
-            }
-            if refused || (acked && self.head >= last) {
-                ws = Some(socket);
+            let sent = self.send_push(&mut socket, &mut pending);
+            match self.await_answer(&mut socket, sent, &mut pending, storm) {
+                Outcome::Acked | Outcome::Refused => ws = Some(socket),
+                Outcome::Dropped => {}
             }
         }
         self.report
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Acked,
+    Refused,
+    /// The socket ended before the answer.
+    Dropped,
+}
+
+/// `kill -9` of an instance; returns once it is dead (its port refuses:
+/// its sockets close as it exits; the zombie is reaped when dropped).
+fn kill_9(victim: &ServerProcess) {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &victim.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -KILL: {status}");
+    while std::net::TcpStream::connect(victim.addr).is_ok() {
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -440,11 +508,7 @@ fn sigkill_during_push_storm(kind: ProxyKind) {
     let _w = watchdog("proxy_sigkill", Duration::from_secs(170));
     let d = Deployment::start(kind, &tag, TOKEN, ADMIN);
     let count = STORES.len() * PUSHERS_PER_STORE;
-    let storm = Arc::new(Storm {
-        acks: (0..count).map(|_| AtomicUsize::new(0)).collect(),
-        acks_after_kill: (0..count).map(|_| AtomicUsize::new(0)).collect(),
-        ..Default::default()
-    });
+    let storm = Arc::new(Storm::new(count));
     // However this test ends, the pushers stop.
     struct StopOnDrop(Arc<Storm>);
     impl Drop for StopOnDrop {
@@ -456,18 +520,7 @@ fn sigkill_during_push_storm(kind: ProxyKind) {
     let started = Instant::now();
     let pushers: Vec<_> = (0..count)
         .map(|i| {
-            let pusher = Pusher {
-                n: i,
-                report: PusherReport {
-                    client: format!("p{i}"),
-                    store: STORES[i % STORES.len()].to_string(),
-                    ..Default::default()
-                },
-                proxy: d.proxy.addr,
-                head: 0,
-                next_id: 0,
-                next_request: 0,
-            };
+            let pusher = Pusher::new(i, &format!("p{i}"), STORES[i % STORES.len()], d.proxy.addr);
             let storm = storm.clone();
             std::thread::spawn(move || pusher.run(&storm))
         })
@@ -497,17 +550,7 @@ fn sigkill_during_push_storm(kind: ProxyKind) {
         storm.each_has(2, false)
     });
     // Mid-storm: pushes in flight on the instance's sockets die with it.
-    let victim = &d.servers[0];
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &victim.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -KILL: {status}");
-    // Dead once its port refuses (its sockets close as it exits; the
-    // zombie is reaped when `d` is dropped).
-    while std::net::TcpStream::connect(victim.addr).is_ok() {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    kill_9(&d.servers[0]);
     storm.killed.store(true, Ordering::SeqCst);
     let acks_at_kill = storm.total();
     let killed_at = Instant::now();
@@ -670,4 +713,111 @@ fn nginx_sigkill_of_an_instance_during_a_push_storm() {
 #[test]
 fn caddy_sigkill_of_an_instance_during_a_push_storm() {
     sigkill_during_push_storm(ProxyKind::Caddy);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A push in PostgreSQL's hands when its instance dies
+// ---------------------------------------------------------------------------------------------
+
+/// The case the storm meets only by chance, made certain: PostgreSQL holds
+/// a push (the events table is locked) when its instance is killed. Once
+/// the lock goes, PostgreSQL commits it all the same, notice included,
+/// though nobody is left to answer the client. A subscriber on another
+/// instance gets the events live; the client reconnects through the proxy,
+/// finds its unanswered events in its pull, does not push them again, and
+/// goes on from there.
+fn push_held_in_postgresql_when_its_instance_dies(kind: ProxyKind) {
+    let tag = format!("proxy_held_{}", kind.name());
+    let _w = watchdog("proxy_held", Duration::from_secs(90));
+    let d = Deployment::start(kind, &tag, TOKEN, ADMIN);
+    let storm = Storm::new(1);
+    let mut p = Pusher::new(0, "q", "held", d.proxy.addr);
+    let mut socket = p.connect(&storm).expect("a socket through the proxy");
+    let mut pending = Vec::new();
+    let sent = p.send_push(&mut socket, &mut pending);
+    assert_eq!(
+        p.await_answer(&mut socket, sent, &mut pending, &storm),
+        Outcome::Acked
+    );
+    let spread = d.sockets_per_instance("held");
+    assert_eq!(spread.iter().sum::<usize>(), 1, "{spread:?}");
+    let victim = spread.iter().position(|&n| n == 1).unwrap();
+    let mut watcher = Ws::v03(d.servers[(victim + 1) % 3].addr, "held");
+    watcher.ping_v03();
+
+    let lock = d.db.lock_events();
+    let sent = p.send_push(&mut socket, &mut pending);
+    let held = pending.clone();
+    d.db.wait_for_lock_waiters(APPEND_SQL_FRAGMENT, 1, Duration::from_secs(10));
+    kill_9(&d.servers[victim]);
+    lock.release();
+    assert_eq!(
+        p.await_answer(&mut socket, sent, &mut pending, &storm),
+        Outcome::Dropped,
+        "the push had no answer: its instance is dead"
+    );
+    let announced = watcher.recv_within(Duration::from_secs(10)).unwrap_or_else(|| {
+        panic!(
+            "no live delivery on another instance: the dead instance's commit was not announced\n{}",
+            d.context()
+        )
+    });
+    let live: Vec<String> = batch_ids(&announced)
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(
+        live, held,
+        "committed after its instance died, and announced"
+    );
+
+    let mut socket = p.connect(&storm).expect("a socket through the proxy again");
+    let sent = p.send_push(&mut socket, &mut pending);
+    assert_eq!(
+        p.report.stored_unanswered, 1,
+        "the pull showed the unanswered push stored, so it was not pushed again"
+    );
+    assert_eq!(
+        p.await_answer(&mut socket, sent, &mut pending, &storm),
+        Outcome::Acked
+    );
+    let rows: Vec<(i64, String)> =
+        d.db.client()
+            .query(
+                "SELECT seq_num, args::text FROM events WHERE store_id = 'held' ORDER BY seq_num",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let args: Value = serde_json::from_str(r.get::<_, &str>(1)).unwrap();
+                (r.get(0), args["id"].as_str().unwrap().to_string())
+            })
+            .collect();
+    let expected: Vec<(i64, String)> = ["q-0000", "q-0001", "q-0002", "q-0003"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (i as i64 + 1, id.to_string()))
+        .collect();
+    assert_eq!(rows, expected, "each event once, in order\n{}", d.context());
+    assert_eq!(
+        p.report
+            .acked
+            .iter()
+            .map(|(_, ids)| ids.clone())
+            .collect::<Vec<_>>(),
+        vec![vec!["q-0000".to_string()], vec!["q-0003".to_string()]],
+        "acknowledged: the first and the last push, not the held one"
+    );
+    assert_eq!(batch_ids(&watcher.recv()), vec![(4, "q-0003".to_string())]);
+}
+
+#[test]
+fn nginx_a_push_held_in_postgresql_when_its_instance_dies_is_stored_once() {
+    push_held_in_postgresql_when_its_instance_dies(ProxyKind::Nginx);
+}
+
+#[test]
+fn caddy_a_push_held_in_postgresql_when_its_instance_dies_is_stored_once() {
+    push_held_in_postgresql_when_its_instance_dies(ProxyKind::Caddy);
 }

@@ -20,6 +20,9 @@
 //!
 //! A test process aborted by its watchdog cannot stop its cluster; the next
 //! `PgCluster::start` stops and removes clusters whose process is gone.
+//! The same goes for a cluster shared by a whole test binary through a
+//! `static` (statics are never dropped): it outlives the binary until the
+//! next start removes it, so such a harness should stop it itself.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};

@@ -53,9 +53,17 @@ fn copy_unit(dir: &Path, file: &str) -> String {
 
 #[test]
 fn the_units_pass_systemd_analyze_verify() {
+    // Removed however the test ends.
+    struct TempDir(PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
     let dir = std::env::temp_dir().join(format!("lss-units-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
 
     let single = copy_unit(&dir, "livestore-sync.service");
     verify(&dir, &single);
@@ -65,8 +73,6 @@ fn the_units_pass_systemd_analyze_verify() {
     // An instance: `%i` expanded to a port.
     std::os::unix::fs::symlink(&template, dir.join("livestore-sync@8001.service")).unwrap();
     verify(&dir, "livestore-sync@8001.service");
-
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The template's command line, run with the example environment file

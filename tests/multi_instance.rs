@@ -269,3 +269,72 @@ fn a_dropped_listener_reconnects_catches_up_and_health_says_so_meanwhile() {
     pusher.push_v03_acked("p3", &events(4, 1, "A"));
     assert_eq!(v03_broadcast(&sub.recv()), vec![4]);
 }
+
+/// While an instance cannot hear the others (its listener is down, its
+/// pool still works), a pull through it reads the stored head, not the
+/// head it last heard of: a fresh client gets everything, and the
+/// instance's live subscribers get the missed events once, in order.
+#[test]
+fn a_pull_through_an_instance_that_missed_notices_reads_the_stored_head() {
+    let _w = watchdog("multi_stale_pull", Duration::from_secs(90));
+    let db = TestDb::create("multi_stale_pull");
+    let srv = instances(&db, 2);
+    let (a, b) = (srv[0].addr, srv[1].addr);
+    let mut sub = Ws::v03(b, "s");
+    sub.ping_v03();
+    let mut pusher = Ws::v03(a, "s");
+    pusher.push_v03_acked("p1", &events(1, 1, "A"));
+    assert_eq!(v03_broadcast(&sub.recv()), vec![1]);
+
+    // B's listener cut and kept out; its pool's connections stay open.
+    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            db.name
+        ))
+        .unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND application_name = 'livestore-sync listener'",
+            &[&db.name],
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http(b, "GET", "/health", &[], "").0 != 503 {
+        assert!(Instant::now() < deadline, "B's notices never went down");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pusher.push_v03_acked("p2", &events(2, 2, "A"));
+    assert_eq!(sub.recv_within(Duration::from_millis(300)), None);
+
+    // A fresh 0.3 pull and a 0.4 HTTP pull through B.
+    let mut fresh = Ws::v03(b, "s");
+    fresh.send_text(r#"{"_tag":"WSMessage.PullReq","requestId":"r"}"#);
+    let page = fresh.recv();
+    assert_eq!(seqs(&page["batch"]), vec![1, 2, 3], "{page}");
+    let body = v04_pull("h", "SyncHttpRpc.Pull", "s", None, NONE);
+    let (status, _, text) = http(b, "POST", &v04_path("s", TOKEN, "http"), &[], &body);
+    assert_eq!(status, 200, "{text}");
+    let got: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(seqs(&got[0]["values"][0]["batch"]), vec![1, 2, 3], "{text}");
+    // B's subscriber got the missed events on the way, once.
+    assert_eq!(v03_broadcast(&sub.recv()), vec![2, 3]);
+
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            db.name
+        ))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http(b, "GET", "/health", &[], "").0 != 200 {
+        assert!(Instant::now() < deadline, "B's notices did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The listener's catch-up finds nothing new: nothing twice.
+    pusher.push_v03_acked("p3", &events(4, 1, "A"));
+    assert_eq!(v03_broadcast(&sub.recv()), vec![4]);
+    assert_eq!(sub.recv_within(Duration::from_millis(300)), None);
+}

@@ -101,6 +101,31 @@ fn two_hubs_on_one_database_never_fork_and_the_stale_one_catches_up() {
     s1.push("p5", batch(5, 1, "A"), None, || {}).unwrap();
 }
 
+/// Two instances opening the same new store at once: the second one's
+/// insert waits for the first one's, then finds the row taken, and must
+/// still read the row (its statement's snapshot predates that commit).
+/// Before the fix: "opening store: query returned an unexpected number of
+/// rows", and the client's upgrade was refused with 503.
+#[test]
+fn an_instance_opening_a_store_another_is_creating_gets_its_row() {
+    let _w = watchdog("open_race", Duration::from_secs(30));
+    let db = TestDb::create("open_race");
+    let storage = Arc::new(PgStorage::connect(&db.url, &pool()).unwrap());
+    // The other instance, mid-insert: its row is not committed yet.
+    let mut other = db.client();
+    other
+        .batch_execute("BEGIN; INSERT INTO stores (store_id, backend_id) VALUES ('s', 'OTHER')")
+        .unwrap();
+    let opening = {
+        let storage = storage.clone();
+        std::thread::spawn(move || storage.open_store("s"))
+    };
+    db.wait_for_lock_waiters("INSERT INTO stores", 1, Duration::from_secs(10));
+    other.batch_execute("COMMIT").unwrap();
+    let meta = opening.join().unwrap().expect("open_store");
+    assert_eq!((meta.head, meta.backend_id.as_str()), (0, "OTHER"));
+}
+
 #[test]
 fn args_live_in_a_json_column_not_jsonb() {
     // jsonb would reorder keys; the byte-for-byte promise itself is in

@@ -111,6 +111,20 @@ pub struct PgStorage {
     instance: String,
 }
 
+/// An error with its causes: `postgres::Error` alone says only "db error",
+/// its source says what the server said (e.g. "terminating connection due
+/// to administrator command" when PostgreSQL restarts).
+fn why(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 fn err(context: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError(format!("{context}: {e}"))
 }
@@ -276,23 +290,32 @@ impl Storage for PgStorage {
     fn open_store(&self, store_id: &str) -> Result<StoreMeta, StorageError> {
         let mut c = self.conn()?;
         let fresh = new_backend_id();
-        // Insert-if-missing and read back in one round trip.
-        let row = c
-            .query_typed_one(
-                "WITH ins AS (
-                    INSERT INTO stores (store_id, backend_id) VALUES ($1, $2)
-                    ON CONFLICT (store_id) DO NOTHING RETURNING head, backend_id
-                 )
-                 SELECT head, backend_id FROM ins
-                 UNION ALL SELECT head, backend_id FROM stores WHERE store_id = $1
-                 LIMIT 1",
-                &[(&store_id, Type::TEXT), (&fresh, Type::TEXT)],
-            )
-            .map_err(|e| err("opening store", e))?;
-        Ok(StoreMeta {
-            head: row.get(0),
-            backend_id: row.get(1),
-        })
+        // Insert-if-missing and read back in one round trip. When another
+        // instance is inserting the same store, the insert waits for it and
+        // does nothing, and the read cannot see its row either (the
+        // statement's snapshot predates that commit): no row. The row is
+        // committed by then, so the statement run again reads it.
+        for _ in 0..3 {
+            let row = c
+                .query_typed_opt(
+                    "WITH ins AS (
+                        INSERT INTO stores (store_id, backend_id) VALUES ($1, $2)
+                        ON CONFLICT (store_id) DO NOTHING RETURNING head, backend_id
+                     )
+                     SELECT head, backend_id FROM ins
+                     UNION ALL SELECT head, backend_id FROM stores WHERE store_id = $1
+                     LIMIT 1",
+                    &[(&store_id, Type::TEXT), (&fresh, Type::TEXT)],
+                )
+                .map_err(|e| err("opening store", e))?;
+            if let Some(row) = row {
+                return Ok(StoreMeta {
+                    head: row.get(0),
+                    backend_id: row.get(1),
+                });
+            }
+        }
+        Err(err("opening store", "no row for the store after 3 tries"))
     }
 
     fn append(
@@ -436,7 +459,7 @@ impl Storage for PgStorage {
                 Some(c)
             }
             Err(e) => {
-                log::error!("cross-instance notices down: {e}; reconnecting");
+                log::error!("cross-instance notices down: {}; reconnecting", why(&e));
                 None
             }
         };
@@ -529,7 +552,7 @@ impl Listener {
             });
             if let Err(e) = result {
                 if self.watch.is_up() {
-                    log::error!("cross-instance notices down: {e}; reconnecting");
+                    log::error!("cross-instance notices down: {}; reconnecting", why(&e));
                 }
                 self.watch.set_up(false);
                 std::thread::sleep(backoff);

@@ -290,7 +290,35 @@ impl Store {
         backend_id: Option<&str>,
         live: Option<(ConnId, Arc<dyn LiveSink>)>,
     ) -> Result<Pull, PullRefused> {
+        // Another instance may have appended without this one hearing of
+        // it yet (a notice in flight, the listener down): catch up with the
+        // log first, so the pull reads up to the stored head and this
+        // store's subscribers get the same events first. The stored head is
+        // read outside the mutex, so pushes and other pulls go on meanwhile.
+        let stored = if self.storage.shared() {
+            Some(
+                self.storage
+                    .open_store(&self.id)
+                    .map_err(PullRefused::Storage)?,
+            )
+        } else {
+            None
+        };
         let mut st = self.state.lock();
+        if let Some(stored) = stored {
+            match st.meta.as_ref() {
+                None => st.meta = Some(stored),
+                Some(cached) if cached.backend_id == stored.backend_id => {
+                    // Nothing to do if this instance is past it already
+                    // (a push through it since the read).
+                    self.catch_up(&mut st, stored.head)
+                        .map_err(PullRefused::Storage)?;
+                }
+                // A reset, here or elsewhere, around the read: read again
+                // under the mutex to know which.
+                Some(_) => self.refresh(&mut st).map_err(PullRefused::Storage)?,
+            }
+        }
         let meta = self
             .with_meta(&mut st)
             .map_err(PullRefused::Storage)?

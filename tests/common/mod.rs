@@ -6,15 +6,22 @@
 //! - [`urls`]: the sync request paths the clients build;
 //! - [`ws`]: WebSocket clients, tidy and raw;
 //! - [`http`]: a one-request HTTP client;
-//! - [`frames`]: events and the requests and answers of both protocols.
+//! - [`frames`]: events and the requests and answers of both protocols;
+//! - [`proxy`]: nginx and Caddy with the committed configurations;
+//! - [`pg_cluster`]: a throwaway PostgreSQL cluster to restart at will;
+//! - [`node`]: the real LiveStore clients in Node (`use common::node::*;`,
+//!   not re-exported: its names are for the tests that run them).
 //!
-//! Everything is re-exported, so a test says `use common::*;`.
+//! Everything else is re-exported, so a test says `use common::*;`.
 #![allow(dead_code, unused_imports)]
 
 pub mod db;
 pub mod frames;
 pub mod fs;
 pub mod http;
+pub mod node;
+pub mod pg_cluster;
+pub mod proxy;
 pub mod server;
 pub mod urls;
 pub mod ws;
@@ -23,6 +30,8 @@ pub use db::*;
 pub use frames::*;
 pub use fs::*;
 pub use http::*;
+pub use pg_cluster::*;
+pub use proxy::*;
 pub use server::*;
 pub use urls::*;
 pub use ws::*;

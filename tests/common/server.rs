@@ -300,3 +300,10 @@ pub fn serve(
     let handle = server.shutdown_handle();
     (addr, handle, std::thread::spawn(move || server.run()))
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a process that
+/// must be told its port (a proxy, a PostgreSQL cluster, a unit's `%i`).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}

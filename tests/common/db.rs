@@ -2,10 +2,33 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Where the tests find PostgreSQL: `TEST_DATABASE_URL`, default the local server.
+/// Where the tests find PostgreSQL: `TEST_DATABASE_URL`; else the local
+/// server at 127.0.0.1:5432 if one answers; else a throwaway cluster of the
+/// installed PostgreSQL that this test binary starts (once) and that is
+/// removed when the binary ends. So `cargo test` passes where PostgreSQL is
+/// installed but not running or configured.
 pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".to_string())
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+        return url;
+    }
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let local = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+        if std::net::TcpStream::connect_timeout(&local, std::time::Duration::from_secs(2)).is_ok() {
+            return "postgresql://postgres@127.0.0.1:5432/postgres".to_string();
+        }
+        let cluster = super::pg_cluster::PgCluster::start();
+        cluster.remove_when_this_process_ends();
+        eprintln!(
+            "no PostgreSQL at 127.0.0.1:5432 and no TEST_DATABASE_URL: using a throwaway cluster on port {}",
+            cluster.port
+        );
+        let url = cluster.url("postgres");
+        // Shared by every test of this binary; the reaper removes it.
+        std::mem::forget(cluster);
+        url
+    })
+    .clone()
 }
 
 /// A database created for one test and dropped when the value is dropped.

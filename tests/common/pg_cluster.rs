@@ -93,6 +93,38 @@ impl PgCluster {
         cluster
     }
 
+    /// For a cluster shared by a whole test binary (a `static`, never
+    /// dropped): a small shell process outlives this one and stops and
+    /// removes the cluster once this process is gone, so `cargo test`
+    /// leaves nothing running.
+    pub fn remove_when_this_process_ends(&self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let stop = match &self.run_as {
+            Some(u) => format!(
+                "runuser -u {u} -- '{}' -D '{}' -m immediate stop",
+                pg_ctl.display(),
+                self.data()
+            ),
+            None => format!(
+                "'{}' -D '{}' -m immediate stop",
+                pg_ctl.display(),
+                self.data()
+            ),
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            dir = self.dir.display()
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the cluster's reaper");
+    }
+
     /// A URL for database `db` (which need not exist yet) as `postgres`.
     pub fn url(&self, db: &str) -> String {
         self.url_as("postgres", db)

@@ -34,22 +34,37 @@ use serde_json::Value;
 
 /// Three instances on one database behind `kind`.
 struct Deployment {
-    db: TestDb,
+    /// Always PostgreSQL: several instances share it.
+    log: EventLog,
     servers: Vec<ServerProcess>,
     proxy: Proxy,
 }
 
 impl Deployment {
     fn start(kind: ProxyKind, tag: &str, token: &str, admin: &str) -> Deployment {
-        let db = TestDb::create(tag);
+        let log = EventLog::postgres(tag);
         let servers: Vec<ServerProcess> = (0..3)
             .map(|_| {
-                ServerProcess::start(&db.url, &["--auth-token", token, "--admin-secret", admin])
+                ServerProcess::start(
+                    &log.url(),
+                    &["--auth-token", token, "--admin-secret", admin],
+                )
             })
             .collect();
         let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
         let proxy = Proxy::start(kind, &addrs);
-        Deployment { db, servers, proxy }
+        Deployment {
+            log,
+            servers,
+            proxy,
+        }
+    }
+
+    fn db(&self) -> &TestDb {
+        match &self.log {
+            EventLog::Postgres(db) => db,
+            EventLog::Sqlite(_) => unreachable!("instances share PostgreSQL"),
+        }
     }
 
     /// How many WebSockets of `store` each instance opened so far.
@@ -114,7 +129,7 @@ fn real_clients_converge(kind: ProxyKind) {
         .collect();
     let all_ids: BTreeSet<String> = writers.iter().flat_map(|w| w.own_ids()).collect();
     let t = Instant::now();
-    let results = run_all(&d, &d.db, &store, &writers);
+    let results = run_all(&d, &d.log, &store, &writers);
     for r in &results {
         assert_converged(r, &all_ids, &d);
     }
@@ -145,10 +160,10 @@ fn real_clients_converge(kind: ProxyKind) {
     .map(|(k, id)| ClientSpec::reader(k, id, all_ids.len()))
     .collect();
     let t = Instant::now();
-    for r in run_all(&d, &d.db, &store, &readers) {
+    for r in run_all(&d, &d.log, &store, &readers) {
         assert_converged(&r, &all_ids, &d);
     }
-    assert_database(&d.db, &store, &writers, &d);
+    assert_database(&d.log, &store, &writers, &d);
     eprintln!(
         "[{tag}] readers converged in {:?}; sockets per instance {:?}",
         t.elapsed(),
@@ -615,14 +630,15 @@ fn sigkill_during_push_storm(kind: ProxyKind) {
     );
 
     for store in STORES {
-        let rows =
-            d.db.client()
-                .query(
-                    "SELECT seq_num, parent_seq_num, client_id, args::text FROM events \
+        let rows = d
+            .db()
+            .client()
+            .query(
+                "SELECT seq_num, parent_seq_num, client_id, args::text FROM events \
                  WHERE store_id = $1 ORDER BY seq_num",
-                    &[&store],
-                )
-                .unwrap();
+                &[&store],
+            )
+            .unwrap();
         let log: Vec<(i64, String)> = rows
             .iter()
             .enumerate()
@@ -701,7 +717,7 @@ fn sigkill_during_push_storm(kind: ProxyKind) {
         reports.iter().map(|r| r.stored_unanswered).sum::<usize>(),
         recovered_in,
         started.elapsed(),
-        d.db.all_event_rows()
+        d.db().all_event_rows()
     );
 }
 
@@ -745,10 +761,11 @@ fn push_held_in_postgresql_when_its_instance_dies(kind: ProxyKind) {
     let mut watcher = Ws::v03(d.servers[(victim + 1) % 3].addr, "held");
     watcher.ping_v03();
 
-    let lock = d.db.lock_events();
+    let lock = d.db().lock_events();
     let sent = p.send_push(&mut socket, &mut pending);
     let held = pending.clone();
-    d.db.wait_for_lock_waiters(APPEND_SQL_FRAGMENT, 1, Duration::from_secs(10));
+    d.db()
+        .wait_for_lock_waiters(APPEND_SQL_FRAGMENT, 1, Duration::from_secs(10));
     kill_9(&d.servers[victim]);
     lock.release();
     assert_eq!(
@@ -781,19 +798,20 @@ fn push_held_in_postgresql_when_its_instance_dies(kind: ProxyKind) {
         p.await_answer(&mut socket, sent, &mut pending, &storm),
         Outcome::Acked
     );
-    let rows: Vec<(i64, String)> =
-        d.db.client()
-            .query(
-                "SELECT seq_num, args::text FROM events WHERE store_id = 'held' ORDER BY seq_num",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let args: Value = serde_json::from_str(r.get::<_, &str>(1)).unwrap();
-                (r.get(0), args["id"].as_str().unwrap().to_string())
-            })
-            .collect();
+    let rows: Vec<(i64, String)> = d
+        .db()
+        .client()
+        .query(
+            "SELECT seq_num, args::text FROM events WHERE store_id = 'held' ORDER BY seq_num",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let args: Value = serde_json::from_str(r.get::<_, &str>(1)).unwrap();
+            (r.get(0), args["id"].as_str().unwrap().to_string())
+        })
+        .collect();
     let expected: Vec<(i64, String)> = ["q-0000", "q-0001", "q-0002", "q-0003"]
         .iter()
         .enumerate()

@@ -8,13 +8,16 @@
 //!
 //! Running and checking the clients: `tests/common/node.rs` (shared with `tests/proxy.rs`).
 //!
-//! Every scenario gets its own PostgreSQL database and server process, so the `#[test]`s run in
-//! parallel. `SHOW_SERVER_LOG=1` echoes the server's log, `SHOW_CLIENT_LOG=1` the clients' stderr.
+//! Every scenario runs twice, once on each backend (`…_postgres` and `…_sqlite`), each with its own
+//! event log (a fresh PostgreSQL database, or a SQLite file in a fresh directory) and server
+//! process, so the `#[test]`s run in parallel. The writers' race is forced on both: the test holds
+//! the store's appends (PostgreSQL: a table lock; SQLite: the write lock) until both writers' first
+//! pushes have left. `SHOW_SERVER_LOG=1` echoes the server's log, `SHOW_CLIENT_LOG=1` the clients' stderr.
 
 mod common;
 
 use common::node::*;
-use common::{watchdog, ServerProcess, TestDb};
+use common::{watchdog, EventLog, ServerProcess};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -111,7 +114,14 @@ struct Scenario {
     wrong_token: Vec<(Kind, &'static str)>,
 }
 
-fn run_scenario(sc: Scenario) {
+/// Which event log the scenario's server keeps.
+#[derive(Clone, Copy)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+fn run_scenario(sc: Scenario, backend: Backend) {
     let started = Instant::now();
     let _dog = watchdog(sc.tag, Duration::from_secs(170));
     let kinds: BTreeSet<&str> = sc
@@ -125,9 +135,13 @@ fn run_scenario(sc: Scenario) {
         prepare_clients(gen);
     }
 
-    let db = TestDb::create(sc.tag);
+    let db = match backend {
+        Backend::Postgres => EventLog::postgres(sc.tag),
+        Backend::Sqlite => EventLog::sqlite(sc.tag),
+    };
+    eprintln!("[{}] on {}", sc.tag, db.backend());
     let server = ServerProcess::start(
-        &db.url,
+        &db.url(),
         &[
             "--auth-token",
             E2E_TOKEN,
@@ -237,42 +251,96 @@ fn run_scenario(sc: Scenario) {
 // Tests
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn v03_cf_sync_two_writers_fresh_reader_wrong_token() {
-    run_scenario(Scenario {
+fn v03_cf_sync_two_writers_fresh_reader_wrong_token() -> Scenario {
+    Scenario {
         tag: "e2e_v03",
         writers: vec![(Kind::V03, "alice03"), (Kind::V03, "bob03")],
         readers: vec![(Kind::V03, "carol03")],
         wrong_token: vec![(Kind::V03, "mallory03")],
-    });
+    }
 }
 
 #[test]
-fn v04_ws_sync_two_writers_fresh_reader_wrong_token() {
-    run_scenario(Scenario {
+fn v03_cf_sync_two_writers_fresh_reader_wrong_token_postgres() {
+    run_scenario(
+        v03_cf_sync_two_writers_fresh_reader_wrong_token(),
+        Backend::Postgres,
+    );
+}
+
+#[test]
+fn v03_cf_sync_two_writers_fresh_reader_wrong_token_sqlite() {
+    run_scenario(
+        v03_cf_sync_two_writers_fresh_reader_wrong_token(),
+        Backend::Sqlite,
+    );
+}
+
+fn v04_ws_sync_two_writers_fresh_reader_wrong_token() -> Scenario {
+    Scenario {
         tag: "e2e_v04ws",
         writers: vec![(Kind::V04Ws, "alice04w"), (Kind::V04Ws, "bob04w")],
         readers: vec![(Kind::V04Ws, "carol04w")],
         wrong_token: vec![(Kind::V04Ws, "mallory04w")],
-    });
+    }
 }
 
 #[test]
-fn v04_http_sync_two_writers_fresh_reader_wrong_token() {
-    run_scenario(Scenario {
+fn v04_ws_sync_two_writers_fresh_reader_wrong_token_postgres() {
+    run_scenario(
+        v04_ws_sync_two_writers_fresh_reader_wrong_token(),
+        Backend::Postgres,
+    );
+}
+
+#[test]
+fn v04_ws_sync_two_writers_fresh_reader_wrong_token_sqlite() {
+    run_scenario(
+        v04_ws_sync_two_writers_fresh_reader_wrong_token(),
+        Backend::Sqlite,
+    );
+}
+
+fn v04_http_sync_two_writers_fresh_reader_wrong_token() -> Scenario {
+    Scenario {
         tag: "e2e_v04http",
         writers: vec![(Kind::V04Http, "alice04h"), (Kind::V04Http, "bob04h")],
         readers: vec![(Kind::V04Http, "carol04h")],
         wrong_token: vec![(Kind::V04Http, "mallory04h")],
-    });
+    }
 }
 
 #[test]
-fn mixed_v03_and_v04_ws_on_one_store() {
-    run_scenario(Scenario {
+fn v04_http_sync_two_writers_fresh_reader_wrong_token_postgres() {
+    run_scenario(
+        v04_http_sync_two_writers_fresh_reader_wrong_token(),
+        Backend::Postgres,
+    );
+}
+
+#[test]
+fn v04_http_sync_two_writers_fresh_reader_wrong_token_sqlite() {
+    run_scenario(
+        v04_http_sync_two_writers_fresh_reader_wrong_token(),
+        Backend::Sqlite,
+    );
+}
+
+fn mixed_v03_and_v04_ws_on_one_store() -> Scenario {
+    Scenario {
         tag: "e2e_mixed",
         writers: vec![(Kind::V03, "alice03m"), (Kind::V04Ws, "bob04m")],
         readers: vec![(Kind::V03, "carol03m"), (Kind::V04Ws, "dave04m")],
         wrong_token: vec![],
-    });
+    }
+}
+
+#[test]
+fn mixed_v03_and_v04_ws_on_one_store_postgres() {
+    run_scenario(mixed_v03_and_v04_ws_on_one_store(), Backend::Postgres);
+}
+
+#[test]
+fn mixed_v03_and_v04_ws_on_one_store_sqlite() {
+    run_scenario(mixed_v03_and_v04_ws_on_one_store(), Backend::Sqlite);
 }

@@ -172,3 +172,160 @@ impl TestDb {
 pub const APPEND_SQL_FRAGMENT: &str = "INSERT INTO events";
 /// What the server's page read contains (see `READ_SQL`).
 pub const READ_SQL_FRAGMENT: &str = "FROM events WHERE store_id";
+
+/// The event log of a test's server: a fresh PostgreSQL database or a
+/// fresh SQLite file, with what the end-to-end checks need of either.
+pub enum EventLog {
+    Postgres(TestDb),
+    Sqlite(super::fs::TempDir),
+}
+
+/// One stored event, as both backends keep it (`args` as its raw text).
+#[derive(Debug, Clone)]
+pub struct StoredRow {
+    pub seq: i64,
+    pub parent: i64,
+    pub name: String,
+    pub args: Option<String>,
+    pub client_id: String,
+    pub session_id: String,
+}
+
+/// Appends held back until released (see [`EventLog::hold_appends`]).
+pub enum AppendHold {
+    Postgres(EventsLock),
+    /// A transaction holding SQLite's write lock; the server's writer
+    /// waits for it (busy timeout 5 s).
+    Sqlite(rusqlite::Connection),
+}
+
+impl AppendHold {
+    pub fn release(self) {
+        match self {
+            AppendHold::Postgres(l) => l.release(),
+            AppendHold::Sqlite(c) => c.execute_batch("ROLLBACK").expect("release"),
+        }
+    }
+}
+
+impl EventLog {
+    pub fn postgres(tag: &str) -> EventLog {
+        EventLog::Postgres(TestDb::create(tag))
+    }
+
+    pub fn sqlite(tag: &str) -> EventLog {
+        EventLog::Sqlite(super::fs::TempDir::new(tag))
+    }
+
+    /// For the server's `--database-url`.
+    pub fn url(&self) -> String {
+        match self {
+            EventLog::Postgres(db) => db.url.clone(),
+            EventLog::Sqlite(dir) => dir.db_url(),
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            EventLog::Postgres(_) => "PostgreSQL",
+            EventLog::Sqlite(_) => "SQLite",
+        }
+    }
+
+    fn sqlite_conn(dir: &super::fs::TempDir) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(dir.db()).expect("open the SQLite log");
+        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        c
+    }
+
+    /// The store's events by seq_num.
+    pub fn rows(&self, store: &str) -> Vec<StoredRow> {
+        match self {
+            EventLog::Postgres(db) => db
+                .client()
+                .query(
+                    "SELECT seq_num, parent_seq_num, name, args::text, client_id, session_id \
+                     FROM events WHERE store_id = $1 ORDER BY seq_num",
+                    &[&store],
+                )
+                .expect("query events")
+                .iter()
+                .map(|r| StoredRow {
+                    seq: r.get(0),
+                    parent: r.get(1),
+                    name: r.get(2),
+                    args: r.get(3),
+                    client_id: r.get(4),
+                    session_id: r.get(5),
+                })
+                .collect(),
+            EventLog::Sqlite(dir) => {
+                let c = Self::sqlite_conn(dir);
+                let mut st = c
+                    .prepare(
+                        "SELECT seq_num, parent_seq_num, name, args, client_id, session_id \
+                         FROM events WHERE store_id = ?1 ORDER BY seq_num",
+                    )
+                    .expect("prepare");
+                let rows = st
+                    .query_map([store], |r| {
+                        Ok(StoredRow {
+                            seq: r.get(0)?,
+                            parent: r.get(1)?,
+                            name: r.get(2)?,
+                            args: r.get(3)?,
+                            client_id: r.get(4)?,
+                            session_id: r.get(5)?,
+                        })
+                    })
+                    .expect("query events");
+                rows.map(|r| r.expect("row")).collect()
+            }
+        }
+    }
+
+    /// Events of every store.
+    pub fn all_event_rows(&self) -> i64 {
+        match self {
+            EventLog::Postgres(db) => db.all_event_rows(),
+            EventLog::Sqlite(dir) => Self::sqlite_conn(dir)
+                .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                .expect("count events"),
+        }
+    }
+
+    /// Holds every append of the server until released: the racing
+    /// writers' first pushes then reach the store before either commits.
+    pub fn hold_appends(&self) -> AppendHold {
+        match self {
+            EventLog::Postgres(db) => AppendHold::Postgres(db.lock_events()),
+            EventLog::Sqlite(dir) => {
+                let c = Self::sqlite_conn(dir);
+                c.execute_batch("BEGIN IMMEDIATE")
+                    .expect("take the write lock");
+                AppendHold::Sqlite(c)
+            }
+        }
+    }
+
+    /// Waits until an append is held. PostgreSQL shows the waiting
+    /// statement; SQLite does not, so a pause long enough for a push that
+    /// has left the client to reach the server's writer.
+    pub fn wait_for_held_append(&self, deadline: std::time::Instant) -> bool {
+        match self {
+            EventLog::Postgres(db) => {
+                while db.lock_waiters(APPEND_SQL_FRAGMENT) == 0 {
+                    if std::time::Instant::now() > deadline {
+                        return false;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                true
+            }
+            EventLog::Sqlite(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                true
+            }
+        }
+    }
+}

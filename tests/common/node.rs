@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::db::{TestDb, APPEND_SQL_FRAGMENT};
+use super::db::EventLog;
 use super::server::ServerProcess;
 
 /// Where the clients connect, and what to show when one of them fails.
@@ -436,7 +436,7 @@ impl RunningClient {
 /// rebase. Left to timing, a writer could see the other's events before pushing and never race.
 pub fn run_all(
     target: &dyn Target,
-    db: &TestDb,
+    db: &EventLog,
     store_id: &str,
     specs: &[ClientSpec],
 ) -> Vec<ClientResult> {
@@ -457,7 +457,7 @@ pub fn run_all(
         }
     }
     let writers = running.iter().filter(|c| c.spec.wait_go).count();
-    let lock = (writers > 1).then(|| db.lock_events());
+    let lock = (writers > 1).then(|| db.hold_appends());
     // Released with a common start instant a little ahead, so that the latency of delivering the
     // go line does not skew them.
     let at = std::time::SystemTime::now()
@@ -488,12 +488,9 @@ pub fn run_all(
             }
         }
         // Every writer's first push has left; one of them holds the store, waiting to insert.
-        while db.lock_waiters(APPEND_SQL_FRAGMENT) == 0 {
-            if Instant::now() > deadline {
-                lock.release();
-                abort(target, running, "no push reached the database");
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if !db.wait_for_held_append(deadline) {
+            lock.release();
+            abort(target, running, "no push reached the database");
         }
         lock.release();
     }
@@ -558,30 +555,24 @@ pub fn expected_args(client_id: &str, i: usize) -> String {
 
 /// Checks the event log in PostgreSQL for `store_id`: exactly the writers' events, seq_num 1..N
 /// contiguous with matching parents, no duplicate, args byte-identical to what the clients sent.
-pub fn assert_database(db: &TestDb, store_id: &str, writers: &[ClientSpec], target: &dyn Target) {
-    let mut client = db.client();
-    let rows = client
-        .query(
-            "SELECT seq_num, parent_seq_num, name, args::text, client_id, session_id \
-             FROM events WHERE store_id = $1 ORDER BY seq_num",
-            &[&store_id],
-        )
-        .unwrap_or_else(|e| panic!("query events: {e}\n{}", target.context()));
+pub fn assert_database(db: &EventLog, store_id: &str, writers: &[ClientSpec], target: &dyn Target) {
+    let rows = db.rows(store_id);
     let dump = || {
         rows.iter()
             .map(|r| {
                 format!(
                     "    seq={} parent={} name={} client={} args={}",
-                    r.get::<_, i64>(0),
-                    r.get::<_, i64>(1),
-                    r.get::<_, String>(2),
-                    r.get::<_, Option<String>>(4).unwrap_or_default(),
-                    r.get::<_, Option<String>>(3).unwrap_or_default()
+                    r.seq,
+                    r.parent,
+                    r.name,
+                    r.client_id,
+                    r.args.clone().unwrap_or_default()
                 )
             })
             .collect::<Vec<_>>()
             .join("\n")
     };
+    let _ = target;
     let expected: BTreeSet<(String, String)> = writers
         .iter()
         .flat_map(|w| {
@@ -597,14 +588,10 @@ pub fn assert_database(db: &TestDb, store_id: &str, writers: &[ClientSpec], targ
 
     let mut seen = BTreeSet::new();
     for (i, r) in rows.iter().enumerate() {
-        let seq: i64 = r.get(0);
-        let parent: i64 = r.get(1);
-        let name: String = r.get(2);
-        let args: Option<String> = r.get(3);
-        let client_id: Option<String> = r.get(4);
-        let session_id: Option<String> = r.get(5);
-        let args = args.unwrap_or_default();
-        let client_id = client_id.unwrap_or_default();
+        let (seq, parent, name) = (r.seq, r.parent, r.name.clone());
+        let session_id = Some(r.session_id.clone());
+        let args = r.args.clone().unwrap_or_default();
+        let client_id = r.client_id.clone();
         assert_eq!(
             seq,
             i as i64 + 1,

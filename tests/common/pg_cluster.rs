@@ -116,13 +116,15 @@ impl PgCluster {
             pid = std::process::id(),
             dir = self.dir.display()
         );
-        Command::new("sh")
+        let mut reaper = Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn the cluster's reaper");
+        // It is meant to outlive this process; a thread reaps it should it end first.
+        std::thread::spawn(move || reaper.wait());
     }
 
     /// A URL for database `db` (which need not exist yet) as `postgres`.

@@ -30,15 +30,7 @@ fn v04_live_pull(ws: &mut Ws, store: &str, n: i64) -> String {
 }
 
 fn store_row(srv: &TestServer, store: &str) -> (i64, String) {
-    let row = srv
-        .db
-        .client()
-        .query_one(
-            "SELECT head, backend_id FROM stores WHERE store_id = $1",
-            &[&store],
-        )
-        .unwrap();
-    (row.get(0), row.get(1))
+    srv.db.store_row(store)
 }
 
 #[test]

@@ -12,14 +12,9 @@ use serde_json::json;
 /// The store's events as (seq_num, client_id, args text), in order.
 fn rows(srv: &TestServer) -> Vec<(i64, String, String)> {
     srv.db
-        .client()
-        .query(
-            "SELECT seq_num, client_id, args::text FROM events WHERE store_id = 's' ORDER BY seq_num",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .rows("s")
+        .into_iter()
+        .map(|r| (r.seq, r.client_id, r.args.unwrap_or_default()))
         .collect()
 }
 

@@ -22,7 +22,7 @@ fn health_follows_the_database() {
 
     // Take the database away: refuse new connections and end the open ones.
     let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
-    let name = srv.db.name.clone();
+    let name = srv.db.pg().name.clone();
     admin
         .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
         .unwrap();

@@ -108,7 +108,7 @@ fn bad_sync_params_get_400_with_a_readable_body() {
     );
     assert_eq!((status, body.as_str()), (400, "Invalid auth token"));
     // Nothing was created for any refused request.
-    assert_eq!(srv.db.count("SELECT count(*) FROM stores", &[]), 0);
+    assert_eq!(srv.db.count("SELECT count(*) FROM stores"), 0);
 }
 
 #[test]

@@ -55,18 +55,20 @@ fn v03_pushes_during_a_long_pull_come_after_its_last_page() {
     // to read its first page; then the first live push takes the store and
     // waits to insert. Released, that push lands after the snapshot and
     // before the answer can end (ending it needs the store the push holds).
-    let lock = srv.db.lock_events();
+    let lock = srv.db.pg().lock_events();
     a.send_text(r#"{"_tag":"WSMessage.PullReq","requestId":"pull"}"#);
     srv.db
+        .pg()
         .wait_for_lock_waiters(READ_SQL_FRAGMENT, 1, Duration::from_secs(10));
     let (first_tx, first_acked) = mpsc::channel();
     let push_thread = pusher(srv.addr, "s", first_tx);
     srv.db
+        .pg()
         .wait_for_lock_waiters(APPEND_SQL_FRAGMENT, 1, Duration::from_secs(10));
     // The overlap, seen in the database: the answer still waits for its
     // first page while the push waits to land.
     assert_eq!(
-        srv.db.lock_waiters(READ_SQL_FRAGMENT),
+        srv.db.pg().lock_waiters(READ_SQL_FRAGMENT),
         1,
         "the answer ended early"
     );

@@ -109,13 +109,8 @@ fn pull_pages_of_100_with_exact_remaining_and_args_byte_for_byte() {
         raw.contains(&format!(r#""args":{},"seqNum":249"#, args_text(249, "A"))),
         "{raw}"
     );
-    let stored: String = srv
-        .db
-        .client()
-        .query_one("SELECT args::text FROM events WHERE seq_num = 7", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(stored, args_text(7, "A"));
+    let stored = srv.db.rows("s")[6].args.clone();
+    assert_eq!(stored.as_deref(), Some(args_text(7, "A").as_str()));
 }
 
 #[test]
@@ -169,13 +164,6 @@ fn store_ids_are_exact_strings() {
             "each store starts at head 0"
         );
     }
-    let ids: Vec<String> = srv
-        .db
-        .client()
-        .query("SELECT store_id FROM stores ORDER BY store_id", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids = srv.db.store_ids();
     assert_eq!(ids, vec!["a-b", "a_b", "ü x/1 🙂"]);
 }

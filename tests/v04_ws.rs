@@ -78,14 +78,7 @@ fn fill(srv: &TestServer, store: &str, n: i64) {
 }
 
 fn db_backend_id(srv: &TestServer, store: &str) -> String {
-    srv.db
-        .client()
-        .query_one(
-            "SELECT backend_id FROM stores WHERE store_id = $1",
-            &[&store],
-        )
-        .unwrap()
-        .get(0)
+    srv.db.backend_id(store)
 }
 
 #[test]
@@ -508,7 +501,7 @@ fn request_for_another_store_than_the_url_dies() {
     assert_eq!(srv.db.all_event_rows(), 0);
     assert_eq!(
         srv.db
-            .count("SELECT count(*) FROM stores WHERE store_id = 'other'", &[]),
+            .count("SELECT count(*) FROM stores WHERE store_id = 'other'"),
         0,
         "the foreign store was created"
     );

@@ -284,6 +284,107 @@ impl EventLog {
         }
     }
 
+    /// The backend `TEST_BACKEND` names (`sqlite`; anything else or unset:
+    /// PostgreSQL). CI runs the protocol suites once with each.
+    pub fn from_env(tag: &str) -> EventLog {
+        match std::env::var("TEST_BACKEND").as_deref() {
+            Ok("sqlite") => EventLog::sqlite(tag),
+            _ => EventLog::postgres(tag),
+        }
+    }
+
+    /// The PostgreSQL database, for a test about PostgreSQL itself (locks,
+    /// connections); such a test does not run with `TEST_BACKEND=sqlite`.
+    pub fn pg(&self) -> &TestDb {
+        match self {
+            EventLog::Postgres(db) => db,
+            EventLog::Sqlite(_) => {
+                panic!("this test checks PostgreSQL itself; run it without TEST_BACKEND=sqlite")
+            }
+        }
+    }
+
+    /// Every store id, sorted.
+    pub fn store_ids(&self) -> Vec<String> {
+        match self {
+            EventLog::Postgres(db) => db
+                .client()
+                .query("SELECT store_id FROM stores ORDER BY store_id", &[])
+                .expect("stores")
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+            EventLog::Sqlite(dir) => {
+                let c = Self::sqlite_conn(dir);
+                let mut st = c
+                    .prepare("SELECT store_id FROM stores ORDER BY store_id")
+                    .unwrap();
+                let ids = st.query_map([], |r| r.get(0)).unwrap();
+                ids.map(|r| r.unwrap()).collect()
+            }
+        }
+    }
+
+    /// The store's head and backend id as stored.
+    pub fn store_row(&self, store: &str) -> (i64, String) {
+        match self {
+            EventLog::Postgres(db) => {
+                let row = db
+                    .client()
+                    .query_one(
+                        "SELECT head, backend_id FROM stores WHERE store_id = $1",
+                        &[&store],
+                    )
+                    .expect("store row");
+                (row.get(0), row.get(1))
+            }
+            EventLog::Sqlite(dir) => Self::sqlite_conn(dir)
+                .query_row(
+                    "SELECT head, backend_id FROM stores WHERE store_id = ?1",
+                    [store],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .expect("store row"),
+        }
+    }
+
+    /// Events of one store.
+    pub fn event_rows(&self, store: &str) -> i64 {
+        self.rows(store).len() as i64
+    }
+
+    /// A `SELECT count(*) …` with no parameters, on either backend (both
+    /// name their tables `stores` and `events`).
+    pub fn count(&self, sql: &str) -> i64 {
+        match self {
+            EventLog::Postgres(db) => db.count(sql, &[]),
+            EventLog::Sqlite(dir) => Self::sqlite_conn(dir)
+                .query_row(sql, [], |r| r.get(0))
+                .expect("count"),
+        }
+    }
+
+    /// The store's backend id as stored.
+    pub fn backend_id(&self, store: &str) -> String {
+        match self {
+            EventLog::Postgres(db) => db
+                .client()
+                .query_one(
+                    "SELECT backend_id FROM stores WHERE store_id = $1",
+                    &[&store],
+                )
+                .expect("backend id")
+                .get(0),
+            EventLog::Sqlite(dir) => Self::sqlite_conn(dir)
+                .query_row(
+                    "SELECT backend_id FROM stores WHERE store_id = ?1",
+                    [store],
+                    |r| r.get(0),
+                )
+                .expect("backend id"),
+        }
+    }
+
     /// Events of every store.
     pub fn all_event_rows(&self) -> i64 {
         match self {

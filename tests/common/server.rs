@@ -210,7 +210,8 @@ impl Drop for ServerProcess {
 /// fresh database. Shut down (and joined) on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub db: TestDb,
+    /// PostgreSQL, or SQLite with `TEST_BACKEND=sqlite`.
+    pub db: super::db::EventLog,
     handle: Option<livestore_sync::server::ShutdownHandle>,
     thread: Option<std::thread::JoinHandle<usize>>,
 }
@@ -228,8 +229,8 @@ impl TestServer {
         tag: &str,
         tweak: impl FnOnce(&mut livestore_sync::config::Config),
     ) -> TestServer {
-        let db = TestDb::create(tag);
-        let mut config = test_config(&db.url);
+        let db = super::db::EventLog::from_env(tag);
+        let mut config = test_config(&db.url());
         tweak(&mut config);
         let (addr, handle, thread) = serve(config);
         TestServer {

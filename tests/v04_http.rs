@@ -388,8 +388,8 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(db: &TestDb) -> Instance {
-        let (addr, handle, thread) = serve(test_config(&db.url));
+    fn start(db: &EventLog) -> Instance {
+        let (addr, handle, thread) = serve(test_config(&db.url()));
         Instance {
             addr,
             handle,
@@ -406,7 +406,7 @@ impl Instance {
 #[test]
 fn backend_id_is_stable_across_requests_and_restarts() {
     let _w = watchdog("http_restart", Duration::from_secs(60));
-    let db = TestDb::create("v04http_restart");
+    let db = EventLog::from_env("v04http_restart");
     let first = Instance::start(&db);
     let bid = backend_id_of(first.addr, "s");
     assert_eq!(bid.len(), 21, "{bid}");

@@ -165,6 +165,14 @@ fn run_scenario(sc: Scenario, backend: Backend) {
         .collect();
     let all_ids: BTreeSet<String> = writers.iter().flat_map(|w| w.own_ids()).collect();
     let t = Instant::now();
+    // The store exists before the writers race: their appends are held
+    // then, and on SQLite the hold (the write lock) would also hold the
+    // creation of the store's row, failing the clients' upgrades instead.
+    let body = common::v04_pull("0", "SyncHttpRpc.Pull", &store_id, None, common::NONE)
+        .replace(common::TOKEN, E2E_TOKEN);
+    let path = common::v04_path(&store_id, E2E_TOKEN, "http");
+    let (status, _, text) = common::http(server.addr, "POST", &path, &[], &body);
+    assert_eq!(status, 200, "creating the store: {text}");
     let results = run_all(&server, &db, &store_id, &writers);
     for r in &results {
         assert_converged(r, &all_ids, &server);

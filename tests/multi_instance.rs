@@ -45,6 +45,62 @@ fn v04_live(addr: std::net::SocketAddr, store: &str) -> (Ws, String) {
     (ws, v["backendId"].as_str().unwrap().to_string())
 }
 
+/// Every instance's listener connection ended and kept out: new
+/// connections to the database are refused, open pool connections stay.
+struct ListenersOut {
+    admin: postgres::Client,
+    db: String,
+}
+
+impl ListenersOut {
+    fn cut(db: &TestDb) -> ListenersOut {
+        let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+                db.name
+            ))
+            .unwrap();
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND application_name = 'livestore-sync listener'",
+                &[&db.name],
+            )
+            .unwrap();
+        ListenersOut {
+            admin,
+            db: db.name.clone(),
+        }
+    }
+
+    /// Connections are allowed again; the listeners reconnect by themselves.
+    fn let_back(mut self) {
+        self.admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+                self.db
+            ))
+            .unwrap();
+    }
+}
+
+/// Waits until `/health` of `addr` answers `status`; its body.
+fn wait_health(addr: std::net::SocketAddr, status: u16, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (got, _, body) = http(addr, "GET", "/health", &[], "");
+        if got == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/health did not answer {status} within {within:?}: {got} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn pushes_through_one_instance_reach_every_other_live() {
     let _w = watchdog("multi_live", Duration::from_secs(90));
@@ -214,57 +270,23 @@ fn a_dropped_listener_reconnects_catches_up_and_health_says_so_meanwhile() {
     pusher.push_v03_acked("p1", &events(1, 1, "A"));
     assert_eq!(v03_broadcast(&sub.recv()), vec![1]);
 
-    // Cut both listeners and keep them out: new connections to the database
-    // are refused (the pools' open connections stay).
-    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
-            db.name
-        ))
-        .unwrap();
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = $1 AND application_name = 'livestore-sync listener'",
-            &[&db.name],
-        )
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _, body) = http(b, "GET", "/health", &[], "");
-        if status == 503 {
-            let v: Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(
-                (&v["notices"], &v["database"]),
-                (&"down".into(), &"ok".into())
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "health never said notices are down: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Cut both listeners and keep them out (the pools' open connections stay).
+    let out = ListenersOut::cut(&db);
+    let body = wait_health(b, 503, Duration::from_secs(10));
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&v["notices"], &v["database"]),
+        (&"down".into(), &"ok".into())
+    );
     // Pushed while B cannot hear it.
     pusher.push_v03_acked("p2", &events(2, 2, "A"));
     assert_eq!(sub.recv_within(Duration::from_millis(500)), None);
 
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-            db.name
-        ))
-        .unwrap();
+    out.let_back();
     // B's listener reconnects and reads what it missed from the log.
     let m = sub.recv_within(Duration::from_secs(15)).expect("caught up");
     assert_eq!(v03_broadcast(&m), vec![2, 3]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http(b, "GET", "/health", &[], "").0 != 200 {
-        assert!(Instant::now() < deadline, "health did not recover");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_health(b, 200, Duration::from_secs(10));
     // And live delivery works again.
     pusher.push_v03_acked("p3", &events(4, 1, "A"));
     assert_eq!(v03_broadcast(&sub.recv()), vec![4]);
@@ -287,25 +309,8 @@ fn a_pull_through_an_instance_that_missed_notices_reads_the_stored_head() {
     assert_eq!(v03_broadcast(&sub.recv()), vec![1]);
 
     // B's listener cut and kept out; its pool's connections stay open.
-    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
-            db.name
-        ))
-        .unwrap();
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = $1 AND application_name = 'livestore-sync listener'",
-            &[&db.name],
-        )
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http(b, "GET", "/health", &[], "").0 != 503 {
-        assert!(Instant::now() < deadline, "B's notices never went down");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let out = ListenersOut::cut(&db);
+    wait_health(b, 503, Duration::from_secs(10));
     pusher.push_v03_acked("p2", &events(2, 2, "A"));
     assert_eq!(sub.recv_within(Duration::from_millis(300)), None);
 
@@ -322,17 +327,8 @@ fn a_pull_through_an_instance_that_missed_notices_reads_the_stored_head() {
     // B's subscriber got the missed events on the way, once.
     assert_eq!(v03_broadcast(&sub.recv()), vec![2, 3]);
 
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-            db.name
-        ))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while http(b, "GET", "/health", &[], "").0 != 200 {
-        assert!(Instant::now() < deadline, "B's notices did not come back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    out.let_back();
+    wait_health(b, 200, Duration::from_secs(15));
     // The listener's catch-up finds nothing new: nothing twice.
     pusher.push_v03_acked("p3", &events(4, 1, "A"));
     assert_eq!(v03_broadcast(&sub.recv()), vec![4]);

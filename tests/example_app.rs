@@ -109,21 +109,7 @@ fn newest(path: &Path) -> SystemTime {
 /// `npm ci` when the installed packages are missing or older than the lockfile, and `vite build`
 /// when `dist/` is missing or older than the app's sources.
 fn prepare_app() {
-    let out = Command::new("node").arg("--version").output();
-    let node = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        _ => panic!("the example-app test needs Node.js >= 20 and npm on the PATH"),
-    };
-    let major: u32 = node
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        major >= 20,
-        "the example-app test needs Node.js >= 20, found {node}"
-    );
+    common::node::require_node("the example-app tests");
 
     let dir = app_dir();
     let lock = modified(&dir.join("package-lock.json")).expect("examples/todo/package-lock.json");

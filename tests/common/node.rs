@@ -70,6 +70,21 @@ pub fn e2e_dir(gen: &str) -> PathBuf {
         .join(gen)
 }
 
+/// Fails (never skips) unless Node.js >= 20 is on the PATH; `who` names
+/// the tests that need it.
+pub fn require_node(who: &str) {
+    let node = tool_version("node").unwrap_or_else(|e| {
+        panic!("{who} need Node.js >= 20 on the PATH ({e}); install Node.js 20+ and npm")
+    });
+    let major: u32 = node
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(major >= 20, "{who} need Node.js >= 20, found {node}");
+}
+
 pub fn tool_version(tool: &str) -> Result<String, String> {
     match Command::new(tool).arg("--version").output() {
         Ok(out) if out.status.success() => {
@@ -90,19 +105,7 @@ pub fn prepare_clients(gen: &str) {
     static NPM: Mutex<()> = Mutex::new(());
     let _guard = NPM.lock().unwrap_or_else(|e| e.into_inner());
 
-    let node = tool_version("node").unwrap_or_else(|e| {
-        panic!("the real-client e2e tests need Node.js >= 20 on the PATH ({e}); install Node.js 20+ and npm")
-    });
-    let major: u32 = node
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        major >= 20,
-        "the real-client e2e tests need Node.js >= 20, found {node}"
-    );
+    require_node("the real-client e2e tests");
 
     let dir = e2e_dir(gen);
     // npm writes node_modules/.package-lock.json at the end of a successful install.

@@ -193,48 +193,30 @@ impl Proxy {
         };
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let failed = loop {
             if let Some(status) = child.try_wait().unwrap() {
-                let p = Proxy {
-                    kind,
-                    addr,
-                    child,
-                    dir,
-                    log,
-                };
-                panic!(
-                    "{} exited at start ({status}):\n{}",
-                    kind.name(),
-                    p.log_tail(40)
-                );
+                break Some(format!("exited at start ({status})"));
             }
             if let Some(200) = health_status(addr) {
-                break;
+                break None;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                let p = Proxy {
-                    kind,
-                    addr,
-                    child,
-                    dir,
-                    log,
-                };
-                panic!(
-                    "{} did not answer /health with 200 within 20 s:\n{}",
-                    kind.name(),
-                    p.log_tail(40)
-                );
+                break Some("did not answer /health with 200 within 20 s".to_string());
             }
             std::thread::sleep(Duration::from_millis(50));
-        }
-        Proxy {
+        };
+        let p = Proxy {
             kind,
             addr,
             child,
             dir,
             log,
+        };
+        if let Some(why) = failed {
+            panic!("{} {why}:\n{}", kind.name(), p.log_tail(40));
         }
+        p
     }
 
     pub fn ws_url(&self) -> String {

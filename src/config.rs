@@ -478,7 +478,10 @@ pub fn help_text() -> String {
         "livestore-sync {}: sync server for LiveStore apps (sync-cf 0.3 and 0.4) on SQLite or PostgreSQL\n",
         env!("CARGO_PKG_VERSION")
     );
-    let _ = writeln!(out, "Usage: livestore-sync [--flag value]...\n");
+    let _ = writeln!(
+        out,
+        "Usage: livestore-sync [serve] [--flag value]...\n       livestore-sync <command> [...]   (commands below)\n"
+    );
     let _ = writeln!(
         out,
         "Each setting is read from the environment, then from its flag.\n"

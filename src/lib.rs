@@ -21,6 +21,8 @@
 //! The design and its reasons are in `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
+pub mod archive;
+pub mod cli;
 pub mod config;
 pub mod logger;
 pub mod model;

@@ -1,6 +1,7 @@
-//! The `livestore-sync` binary: read the configuration, open the event log
-//! (SQLite by default, PostgreSQL with a `postgresql://` DATABASE_URL),
-//! serve until SIGTERM/SIGINT, exit 0.
+//! The `livestore-sync` binary. `livestore-sync [serve] [settings]`: read the
+//! configuration, open the event log (SQLite by default, PostgreSQL with a
+//! `postgresql://` DATABASE_URL), serve until SIGTERM/SIGINT, exit 0.
+//! `livestore-sync <command>` (stores, export, import, …): see `cli`.
 
 use std::process::ExitCode;
 
@@ -10,11 +11,19 @@ use livestore_sync::storage::postgres::PoolOptions;
 use livestore_sync::storage::{self, Backend};
 
 fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // `livestore-sync stores list`, `export`, …: the operator's commands.
+    if args.first().is_some_and(|a| livestore_sync::cli::is_command(a)) {
+        return livestore_sync::cli::run(args);
+    }
+    if args.first().is_some_and(|a| a == "serve") {
+        args.remove(0);
+    }
     let config =
-        match Config::from_env_and_args(|k| std::env::var(k).ok(), std::env::args().skip(1)) {
+        match Config::from_env_and_args(|k| std::env::var(k).ok(), args) {
             Ok(Cli::Run(c)) => *c,
             Ok(Cli::Help(text)) => {
-                print!("{text}");
+                print!("{text}\n{}", livestore_sync::cli::SUMMARY);
                 return ExitCode::SUCCESS;
             }
             Ok(Cli::Version) => {

@@ -260,12 +260,27 @@ impl<'a> Conn<'a> {
     }
 }
 
+/// Writes a streamed body (see [`Response::streamed`]).
+pub type BodyWriter = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
+
 /// A response to write.
-#[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// A body written as it is produced (chunked), instead of `body`.
+    pub stream: Option<BodyWriter>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .field("streamed", &self.stream.is_some())
+            .finish()
+    }
 }
 
 impl Response {
@@ -274,6 +289,22 @@ impl Response {
             status,
             headers: vec![("Content-Type", content_type.to_string())],
             body: body.into(),
+            stream: None,
+        }
+    }
+
+    /// A body too large to build in memory (an export): `write` produces it
+    /// and it goes out with `Transfer-Encoding: chunked`. If `write` fails
+    /// the connection is closed without the final chunk, so the client sees
+    /// a broken answer rather than a complete-looking partial one.
+    pub fn streamed(
+        status: u16,
+        content_type: &str,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
+    ) -> Response {
+        Response {
+            stream: Some(Box::new(write)),
+            ..Response::new(status, content_type, Vec::new())
         }
     }
 
@@ -291,8 +322,9 @@ impl Response {
         self
     }
 
-    /// Writes status line, headers, `Content-Length` and body in one write.
-    pub fn write_to(&self, mut out: impl Write, keep_alive: bool) -> io::Result<()> {
+    /// Writes status line, headers, `Content-Length` and body in one write
+    /// (or the head, then the streamed body in chunks).
+    pub fn write_to(self, mut out: impl Write, keep_alive: bool) -> io::Result<()> {
         let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         for (k, v) in &self.headers {
             head.push_str(k);
@@ -300,16 +332,49 @@ impl Response {
             head.push_str(v);
             head.push_str("\r\n");
         }
-        head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        if self.stream.is_some() {
+            head.push_str("Transfer-Encoding: chunked\r\n");
+        } else {
+            head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
         head.push_str(if keep_alive {
             "Connection: keep-alive\r\n\r\n"
         } else {
             "Connection: close\r\n\r\n"
         });
         let mut bytes = head.into_bytes();
+        if let Some(write) = self.stream {
+            out.write_all(&bytes)?;
+            let mut chunks = io::BufWriter::with_capacity(64 * 1024, Chunked(&mut out));
+            write(&mut chunks)?;
+            chunks.flush()?;
+            drop(chunks);
+            out.write_all(b"0\r\n\r\n")?;
+            return out.flush();
+        }
         bytes.extend_from_slice(&self.body);
         out.write_all(&bytes)?;
         out.flush()
+    }
+}
+
+/// Frames every write as one HTTP/1.1 chunk (behind a `BufWriter`, so
+/// chunks are about its capacity).
+struct Chunked<W: Write>(W);
+
+impl<W: Write> Write for Chunked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.0.write_all(format!("{:x}\r\n", buf.len()).as_bytes())?;
+        self.0.write_all(buf)?;
+        self.0.write_all(b"\r\n")?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -581,5 +646,35 @@ POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\na
         assert!(s.contains("Content-Length: 18\r\n"));
         assert!(s.contains("Connection: close\r\n"));
         assert!(s.ends_with("\r\n\r\nInvalid auth token"));
+    }
+
+    #[test]
+    fn a_streamed_body_goes_out_in_chunks_and_reads_back() {
+        let mut out = Vec::new();
+        let big = "x".repeat(100_000);
+        let body = big.clone();
+        Response::streamed(200, "text/plain", move |w| w.write_all(body.as_bytes()))
+            .write_to(&mut out, true)
+            .unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains("Transfer-Encoding: chunked\r\n"), "{}", &text[..200]);
+        assert!(!text.contains("Content-Length"));
+        assert!(text.ends_with("\r\n0\r\n\r\n"));
+        // Our own request reader de-chunks it back to the same bytes.
+        let as_request = [b"POST / HTTP/1.1\r\n".as_slice(), &out[out.windows(2).position(|w| w == b"\r\n").unwrap() + 2..]].concat();
+        let reqs = parse(&as_request);
+        assert_eq!(reqs[0].as_ref().unwrap().body, big.as_bytes());
+    }
+
+    #[test]
+    fn a_failed_stream_sends_no_final_chunk() {
+        let mut out = Vec::new();
+        let r = Response::streamed(200, "text/plain", |w| {
+            w.write_all(b"partial")?;
+            Err(io::Error::other("storage gone"))
+        })
+        .write_to(&mut out, true);
+        assert!(r.is_err());
+        assert!(!String::from_utf8(out).unwrap().ends_with("0\r\n\r\n"));
     }
 }

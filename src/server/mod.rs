@@ -7,6 +7,7 @@
 //! thread ends that connection only (store mutexes are `parking_lot`'s,
 //! which do not poison, and the session detaches itself on unwind).
 
+pub mod admin;
 pub mod capacity;
 pub mod http;
 pub mod live;

@@ -21,6 +21,10 @@ pub enum Action {
 }
 
 pub fn route(ctx: &Ctx, req: &Request, peer: &str, live: &Live) -> Action {
+    // No CORS on the admin API: it is for operators' tools, not pages.
+    if super::admin::is_admin(&req.path) {
+        return Action::Respond(super::admin::handle(ctx, req, peer));
+    }
     let response = match req.method.as_str() {
         "OPTIONS" => preflight(ctx, req),
         _ => match query::route(&req.path, &req.query) {

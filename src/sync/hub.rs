@@ -84,6 +84,13 @@ impl Hub {
         }
     }
 
+    /// The storage under every store, for what reads across stores (the admin
+    /// API's list and export). Writes go through [`Store`], which tells the
+    /// store's sockets.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
     /// Whether the storage answers (for `/health`).
     pub fn health(&self) -> Result<(), StorageError> {
         self.storage.health()

@@ -26,6 +26,22 @@ fn open(path: &std::path::Path) -> Result<SqliteStorage, String> {
     SqliteStorage::open(path, SqliteOptions::default()).map_err(|e| e.0)
 }
 
+/// Opens `path` once the previous instance's lock is gone: within a moment,
+/// because other tests of this process spawn `mount`, and a child holds a
+/// copy of every descriptor, the lock file's too, from its fork to its exec.
+fn open_when_free(path: &std::path::Path) -> SqliteStorage {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match open(path) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline && e.starts_with("another livestore-sync") => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("the lock should be free: {e}"),
+        }
+    }
+}
+
 fn batch(from: i64, n: i64, client: &str) -> Vec<Event> {
     serde_json::from_str(&events(from, n, client)).unwrap()
 }
@@ -261,7 +277,7 @@ fn a_read_only_database_is_refused_at_start() {
     let err = open(&ro.join("livestore.db")).err().expect("refused");
     assert!(err.contains("read-only"), "{err}");
     // Nothing was left locked: the writable path still opens.
-    open(&dir.db()).unwrap();
+    open_when_free(&dir.db());
 }
 
 /// An operator moves or deletes the database file while the server runs.
@@ -375,7 +391,7 @@ fn a_full_disk_refuses_pushes_acks_nothing_and_recovers() {
     st.health().unwrap();
     drop((store, hub, st));
     // Everything acknowledged is in the file, contiguous, as pushed.
-    let st = open(&db).unwrap();
+    let st = open_when_free(&db);
     assert_eq!(st.open_store("s").unwrap().head, head);
     let mut all = Vec::new();
     while (all.len() as i64) < head {
@@ -534,16 +550,7 @@ fn the_tool_without_a_server_holds_the_lock_and_migrates() {
     tool.import("s", None, false, &mut std::iter::empty())
         .unwrap();
     drop(tool);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let server = loop {
-        match open(&db) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline && e.starts_with("another livestore-sync") => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => panic!("the lock should go with the tool: {e}"),
-        }
-    };
+    let server = open_when_free(&db);
     assert_eq!(server.open_store("s").unwrap().head, 0);
 }
 

@@ -46,8 +46,14 @@ fn main() {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             let st = Arc::new(
-                SqliteStorage::open(&dir.join("livestore.db"), SqliteOptions { group_commit })
-                    .unwrap(),
+                SqliteStorage::open(
+                    &dir.join("livestore.db"),
+                    SqliteOptions {
+                        group_commit,
+                        ..Default::default()
+                    },
+                )
+                .unwrap(),
             );
             let start = Instant::now();
             let deadline = start + Duration::from_secs_f64(secs);

@@ -15,6 +15,7 @@
 //! | [`protocol`] | wire codecs: query string, 0.3 messages, 0.4 Effect-RPC envelopes, JSON writers, server WebSocket frames | model | no |
 //! | [`sync`] | the core: stores, push/pull rules, subscriptions, the `Sink` a socket offers | storage, model | through `Storage` |
 //! | [`storage`] | the `Storage` interface, its SQLite and PostgreSQL implementations | model | database |
+//! | [`archive`] | export files: LiveStore's `sync export` document and our NDJSON, written and read | model, timefmt | through the `Read`/`Write` it is given |
 //! | [`model`] | events, store metadata, the chain and page rules | nothing | no |
 //! | [`config`], [`logger`], [`timefmt`] | settings and limits, the log line format, timestamps | nothing (`logger`: `timefmt`) | no |
 //!

@@ -13,6 +13,7 @@ const ROOMS: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("logger", &["timefmt"]),
     ("storage", &["model"]),
+    ("archive", &["model", "timefmt"]),
     ("protocol", &["model", "timefmt"]),
     ("sync", &["model", "storage", "timefmt"]),
     ("session", &["protocol", "sync", "storage", "model"]),

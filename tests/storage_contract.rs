@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use livestore_sync::model::{ChainError, Event, StoredEvent};
+use livestore_sync::model::{ChainError, Event, StoreMeta, StoredEvent};
 use livestore_sync::storage::postgres::{PgStorage, PoolOptions};
-use livestore_sync::storage::sqlite::{SqliteOptions, SqliteStorage};
-use livestore_sync::storage::{AppendError, Storage};
+use livestore_sync::storage::sqlite::{SqliteOptions, SqliteStorage, SCHEMA_STEPS};
+use livestore_sync::storage::{
+    open_for_tool, AppendError, Backend, ImportError, Notice, Storage, StoreSummary,
+};
 use livestore_sync::sync::hub::Hub;
 use livestore_sync::sync::pull::Progress;
 use livestore_sync::sync::store::PushError;
@@ -25,18 +27,39 @@ trait Fixture {
     /// over the same data (the caller drops the previous one first: SQLite
     /// serves one instance at a time).
     fn open(&self) -> Arc<dyn Storage>;
+
+    /// A second handle on the same data while the first is open, the way
+    /// the command line opens it next to a running server.
+    fn open_tool(&self) -> Arc<dyn Storage>;
+
+    /// The schema version a freshly opened storage is at.
+    fn schema_version(&self) -> i64;
+}
+
+fn pool() -> PoolOptions {
+    PoolOptions {
+        min_idle: 1,
+        max_size: 8,
+        connection_timeout: Duration::from_secs(5),
+    }
 }
 
 struct Pg(TestDb);
 
 impl Fixture for Pg {
     fn open(&self) -> Arc<dyn Storage> {
-        let pool = PoolOptions {
-            min_idle: 1,
-            max_size: 8,
-            connection_timeout: Duration::from_secs(5),
-        };
-        Arc::new(PgStorage::connect(&self.0.url, &pool).unwrap())
+        Arc::new(PgStorage::connect(&self.0.url, &pool()).unwrap())
+    }
+
+    fn open_tool(&self) -> Arc<dyn Storage> {
+        open_for_tool(&Backend::Postgres(self.0.url.clone()), &pool())
+            .unwrap()
+            .0
+    }
+
+    fn schema_version(&self) -> i64 {
+        // The last `schema_version` row schema.sql inserts.
+        2
     }
 }
 
@@ -45,6 +68,19 @@ struct Lite(TempDir);
 impl Fixture for Lite {
     fn open(&self) -> Arc<dyn Storage> {
         Arc::new(SqliteStorage::open(&self.0.db(), SqliteOptions::default()).unwrap())
+    }
+
+    fn open_tool(&self) -> Arc<dyn Storage> {
+        let (st, description) = open_for_tool(&Backend::Sqlite(self.0.db()), &pool()).unwrap();
+        assert!(
+            description.contains("a running server holds its lock"),
+            "the first handle holds the lock: {description}"
+        );
+        st
+    }
+
+    fn schema_version(&self) -> i64 {
+        SCHEMA_STEPS.len() as i64
     }
 }
 
@@ -86,6 +122,17 @@ contract!(
     acknowledged_events_are_there_after_reopening,
     the_core_pushes_and_pulls_through_it,
     health_answers,
+    summaries_count_events_bytes_and_the_last_write_in_byte_order,
+    a_summary_never_creates_a_store,
+    delete_removes_a_store_and_its_next_use_starts_afresh,
+    import_into_an_empty_store_keeps_or_sets_the_backend_id,
+    import_keeps_every_field_created_at_and_args_byte_for_byte,
+    import_into_a_store_with_events_is_refused_and_writes_nothing,
+    import_with_replace_replaces_the_log_and_the_backend_id,
+    a_broken_chain_rolls_the_whole_import_back,
+    a_source_error_rolls_the_whole_import_back,
+    schema_version_is_the_current_one,
+    another_handles_reset_delete_and_import_reach_the_watch,
 );
 
 fn batch(from: i64, n: i64, client: &str) -> Vec<Event> {
@@ -528,4 +575,514 @@ fn health_answers(f: &dyn Fixture) {
     st.health().unwrap();
     st.open_store("s").unwrap();
     st.health().unwrap();
+}
+
+/// `events` as an import reads them, each created at `at(base + seq)`.
+fn source(events: Vec<Event>, base: u64) -> impl Iterator<Item = Result<StoredEvent, String>> {
+    stored(events, base).into_iter().map(Ok)
+}
+
+fn stored(events: Vec<Event>, base: u64) -> Vec<StoredEvent> {
+    events
+        .into_iter()
+        .map(|event| StoredEvent {
+            created_at: at(base + event.seq_num as u64),
+            event,
+        })
+        .collect()
+}
+
+/// What a summary counts as an event's bytes.
+fn bytes(events: &[Event]) -> i64 {
+    events
+        .iter()
+        .map(|e| {
+            (e.name.len()
+                + e.args.as_deref().map_or(0, str::len)
+                + e.client_id.len()
+                + e.session_id.len()) as i64
+        })
+        .sum()
+}
+
+/// An event with these fields, chaining to `seq - 1`.
+fn event(seq: i64, name: &str, args: Option<&str>, client: &str, session: &str) -> Event {
+    let args = args.map_or(String::new(), |a| format!(r#""args":{a},"#));
+    serde_json::from_str(&format!(
+        r#"{{"name":{},{args}"seqNum":{seq},"parentSeqNum":{},"clientId":{},"sessionId":{}}}"#,
+        serde_json::Value::from(name),
+        seq - 1,
+        serde_json::Value::from(client),
+        serde_json::Value::from(session),
+    ))
+    .unwrap()
+}
+
+fn summaries_count_events_bytes_and_the_last_write_in_byte_order(f: &dyn Fixture) {
+    let st = f.open();
+    assert_eq!(st.list_stores().unwrap(), vec![]);
+    // Multi-byte text everywhere: bytes are counted, not characters.
+    let a = vec![
+        event(1, "v1.Créé", Some(r#"{"t":"😀 é"}"#), "clïent", "séssion"),
+        event(2, "n", None, "c", "s"),
+        event(3, "n", Some("null"), "", ""),
+    ];
+    let b = batch(1, 4, "B");
+    // Ids whose byte order differs from a locale's order.
+    for id in ["b", "é", "a", "B", "z", "empty"] {
+        st.open_store(id).unwrap();
+    }
+    st.append("a", 0, &a[..2], at(1_700_000_000_000_001))
+        .unwrap();
+    st.append("a", 2, &a[2..], at(1_700_000_000_000_002))
+        .unwrap();
+    st.append("b", 0, &b, at(1_600_000_000_000_000)).unwrap();
+    let list = st.list_stores().unwrap();
+    assert_eq!(
+        list.iter().map(|s| s.store_id.as_str()).collect::<Vec<_>>(),
+        vec!["B", "a", "b", "empty", "z", "é"]
+    );
+    let find = |id: &str| list.iter().find(|s| s.store_id == id).unwrap().clone();
+    let summary_a = StoreSummary {
+        store_id: "a".into(),
+        head: 3,
+        events: 3,
+        bytes: bytes(&a),
+        last_write: Some(at(1_700_000_000_000_002)),
+        backend_id: st.open_store("a").unwrap().backend_id,
+    };
+    assert_eq!(find("a"), summary_a);
+    // Bytes, not characters (those would be 40).
+    assert_eq!(summary_a.bytes, 9 + 15 + 7 + 8 + 3 + 5, "{summary_a:?}");
+    assert_eq!(
+        (find("b").events, find("b").bytes, find("b").last_write),
+        (4, bytes(&b), Some(at(1_600_000_000_000_000)))
+    );
+    let empty = find("empty");
+    assert_eq!(
+        (empty.head, empty.events, empty.bytes, empty.last_write),
+        (0, 0, 0, None)
+    );
+    assert_eq!(empty.backend_id, st.open_store("empty").unwrap().backend_id);
+    // One store's summary is the same as its row in the list.
+    for s in &list {
+        assert_eq!(st.store_summary(&s.store_id).unwrap().as_ref(), Some(s));
+    }
+}
+
+fn a_summary_never_creates_a_store(f: &dyn Fixture) {
+    let st = f.open();
+    st.open_store("there").unwrap();
+    assert_eq!(st.store_summary("nobody").unwrap(), None);
+    assert_eq!(st.store_summary("").unwrap(), None);
+    assert_eq!(
+        st.list_stores()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.store_id)
+            .collect::<Vec<_>>(),
+        vec!["there".to_string()]
+    );
+}
+
+fn delete_removes_a_store_and_its_next_use_starts_afresh(f: &dyn Fixture) {
+    let st = f.open();
+    let before = st.open_store("s").unwrap();
+    st.append("s", 0, &batch(1, 5, "A"), SystemTime::now())
+        .unwrap();
+    st.open_store("t").unwrap();
+    st.append("t", 0, &batch(1, 2, "A"), SystemTime::now())
+        .unwrap();
+    assert!(st.delete_store("s").unwrap());
+    assert_eq!(st.store_summary("s").unwrap(), None);
+    assert!(all(&*st, "s").is_empty());
+    assert!(!st.delete_store("s").unwrap(), "nothing left to delete");
+    assert!(!st.delete_store("never").unwrap());
+    assert_eq!(
+        st.list_stores()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.store_id)
+            .collect::<Vec<_>>(),
+        vec!["t".to_string()],
+        "deleting a missing store creates nothing"
+    );
+    assert_eq!(seqs(&all(&*st, "t")), vec![1, 2], "other stores untouched");
+    // An append on the old head finds no store to move.
+    assert!(st
+        .append("s", 5, &batch(6, 1, "A"), SystemTime::now())
+        .is_err());
+    assert!(all(&*st, "s").is_empty());
+    let after = st.open_store("s").unwrap();
+    assert_eq!(after.head, 0);
+    assert_eq!(after.backend_id.len(), 21);
+    assert_ne!(after.backend_id, before.backend_id);
+    st.append("s", 0, &batch(1, 1, "B"), SystemTime::now())
+        .unwrap();
+    drop(st);
+    let st = f.open();
+    assert_eq!(st.open_store("s").unwrap(), meta(1, &after.backend_id));
+}
+
+/// A store's expected head and backend id.
+fn meta(head: i64, backend_id: &str) -> StoreMeta {
+    StoreMeta {
+        head,
+        backend_id: backend_id.to_string(),
+    }
+}
+
+fn import_into_an_empty_store_keeps_or_sets_the_backend_id(f: &dyn Fixture) {
+    let st = f.open();
+    // An existing empty store keeps its backend id.
+    let kept = st.open_store("kept").unwrap().backend_id;
+    assert_eq!(
+        st.import("kept", None, false, &mut source(batch(1, 3, "A"), 0))
+            .unwrap(),
+        3
+    );
+    assert_eq!(st.open_store("kept").unwrap(), meta(3, &kept));
+    // A given one is taken.
+    st.open_store("given").unwrap();
+    st.import(
+        "given",
+        Some("GIVEN"),
+        false,
+        &mut source(batch(1, 2, "A"), 0),
+    )
+    .unwrap();
+    assert_eq!(st.open_store("given").unwrap(), meta(2, "GIVEN"));
+    // A store that did not exist is created, with a new one or the given one.
+    st.import("new", None, false, &mut source(batch(1, 1, "A"), 0))
+        .unwrap();
+    let new = st.open_store("new").unwrap();
+    assert_eq!(new.head, 1);
+    assert_eq!(new.backend_id.len(), 21);
+    assert!(![kept.as_str(), "GIVEN"].contains(&new.backend_id.as_str()));
+    st.import(
+        "new-given",
+        Some("NG"),
+        false,
+        &mut source(batch(1, 1, "A"), 0),
+    )
+    .unwrap();
+    assert_eq!(st.open_store("new-given").unwrap(), meta(1, "NG"));
+    // No events: an empty store (created if missing).
+    assert_eq!(
+        st.import("none", Some("N0"), false, &mut std::iter::empty())
+            .unwrap(),
+        0
+    );
+    assert_eq!(st.open_store("none").unwrap(), meta(0, "N0"));
+    // An imported store goes on like any other.
+    st.append("kept", 3, &batch(4, 1, "B"), SystemTime::now())
+        .unwrap();
+    assert!(matches!(
+        st.append("kept", 3, &batch(4, 1, "C"), SystemTime::now()),
+        Err(AppendError::Conflict { head: 4 })
+    ));
+    drop(st);
+    let st = f.open();
+    assert_eq!(seqs(&all(&*st, "kept")), vec![1, 2, 3, 4]);
+    assert_eq!(st.open_store("kept").unwrap(), meta(4, &kept));
+}
+
+fn import_keeps_every_field_created_at_and_args_byte_for_byte(f: &dyn Fixture) {
+    let st = f.open();
+    let big = format!(r#"{{"blob":"{}","z":0}}"#, "é\\n\\u0000x".repeat(50_000));
+    let args = [
+        Some(r#"{"zeta": 1, "alpha":{"y":[1.50,2e3,-0,12345678901234567890],"x":"\u00e9"}}"#),
+        Some("null"),
+        None,
+        Some("{\n\t\"a\" :\r\n [ ] }"),
+        Some(r#""a string with \"quotes\" and 😀""#),
+        Some(big.as_str()),
+    ];
+    // More than one chunk of a PostgreSQL import, with distinct times.
+    let mut events: Vec<Event> = (1..=2_500)
+        .map(|i| {
+            let a = args[(i as usize) % args.len()];
+            event(i, &format!("n{}", i % 7), a, &format!("c{i}"), "sé")
+        })
+        .collect();
+    events.truncate(2_500);
+    let want = stored(events.clone(), 1_700_000_000_000_000);
+    let n = st
+        .import("s", None, false, &mut want.clone().into_iter().map(Ok))
+        .unwrap();
+    assert_eq!(n, 2_500);
+    drop(st);
+    let st = f.open();
+    let back = all(&*st, "s");
+    assert_eq!(back.len(), want.len());
+    for (got, want) in back.iter().zip(&want) {
+        assert_eq!(got, want, "seq {}", want.event.seq_num);
+    }
+    let summary = st.store_summary("s").unwrap().unwrap();
+    assert_eq!(
+        (
+            summary.head,
+            summary.events,
+            summary.bytes,
+            summary.last_write
+        ),
+        (
+            2_500,
+            2_500,
+            bytes(&events),
+            Some(at(1_700_000_000_000_000 + 2_500))
+        )
+    );
+}
+
+fn import_into_a_store_with_events_is_refused_and_writes_nothing(f: &dyn Fixture) {
+    let st = f.open();
+    let before_meta = st.open_store("s").unwrap();
+    st.append("s", 0, &batch(1, 3, "A"), at(1_000)).unwrap();
+    let before = all(&*st, "s");
+    let mut pulled = 0;
+    let mut events = source(batch(1, 5, "B"), 0).inspect(|_| pulled += 1);
+    match st.import("s", Some("OTHER"), false, &mut events) {
+        Err(ImportError::NotEmpty { head }) => assert_eq!(head, 3),
+        other => panic!("expected NotEmpty, got {other:?}"),
+    }
+    drop(events);
+    assert_eq!(pulled, 0, "refused before reading the source");
+    assert_eq!(all(&*st, "s"), before);
+    assert_eq!(
+        st.open_store("s").unwrap(),
+        meta(3, &before_meta.backend_id)
+    );
+}
+
+fn import_with_replace_replaces_the_log_and_the_backend_id(f: &dyn Fixture) {
+    let st = f.open();
+    let old = st.open_store("s").unwrap().backend_id;
+    st.append("s", 0, &batch(1, 10, "A"), SystemTime::now())
+        .unwrap();
+    st.open_store("t").unwrap();
+    st.append("t", 0, &batch(1, 2, "A"), SystemTime::now())
+        .unwrap();
+    let n = st
+        .import("s", None, true, &mut source(batch(1, 4, "B"), 0))
+        .unwrap();
+    assert_eq!(n, 4);
+    let replaced = st.open_store("s").unwrap();
+    assert_eq!(replaced.head, 4);
+    assert_ne!(replaced.backend_id, old, "a new history, a new backend id");
+    assert_eq!(
+        all(&*st, "s")
+            .into_iter()
+            .map(|e| e.event)
+            .collect::<Vec<_>>(),
+        batch(1, 4, "B")
+    );
+    assert_eq!(seqs(&all(&*st, "t")), vec![1, 2], "other stores untouched");
+    // With a given backend id, and with nothing: an emptied store.
+    st.import("s", Some("GIVEN"), true, &mut source(batch(1, 12, "C"), 0))
+        .unwrap();
+    assert_eq!(st.open_store("s").unwrap(), meta(12, "GIVEN"));
+    st.import("s", Some("EMPTY"), true, &mut std::iter::empty())
+        .unwrap();
+    assert_eq!(st.open_store("s").unwrap(), meta(0, "EMPTY"));
+    assert!(all(&*st, "s").is_empty());
+    // Replace into a store that does not exist: created.
+    st.import("u", Some("U"), true, &mut source(batch(1, 1, "D"), 0))
+        .unwrap();
+    assert_eq!(st.open_store("u").unwrap(), meta(1, "U"));
+}
+
+/// The store as it is: its meta and every event.
+fn snapshot(st: &dyn Storage, id: &str) -> (Option<StoreSummary>, Vec<StoredEvent>) {
+    (st.store_summary(id).unwrap(), all(st, id))
+}
+
+fn a_broken_chain_rolls_the_whole_import_back(f: &dyn Fixture) {
+    let st = f.open();
+    st.open_store("s").unwrap();
+    st.append("s", 0, &batch(1, 3, "A"), SystemTime::now())
+        .unwrap();
+    let before = snapshot(&*st, "s");
+    let broken = |at_seq: i64, how: &str| -> Vec<Event> {
+        let mut v = batch(1, 3_000, "B");
+        let e = &mut v[at_seq as usize - 1];
+        match how {
+            // 1, 2, …, k-1, k+1: a gap.
+            "gap" => {
+                e.seq_num += 1;
+                e.parent_seq_num += 1;
+            }
+            // seqNum k with parent k-2.
+            "parent" => e.parent_seq_num -= 1,
+            // seqNum k+5 with parent k-1.
+            "seq" => e.seq_num += 5,
+            _ => unreachable!(),
+        }
+        v
+    };
+    for (at_seq, how) in [(2_500, "gap"), (1, "parent"), (7, "seq"), (1, "seq")] {
+        for (store, replace) in [("s", true), ("fresh", false)] {
+            let r = st.import(
+                store,
+                Some("X"),
+                replace,
+                &mut source(broken(at_seq, how), 0),
+            );
+            match r {
+                Err(ImportError::Chain(why)) => {
+                    assert!(why.contains("seqNum"), "{why}");
+                    assert!(
+                        why.contains(&format!("expected seqNum {at_seq} ")),
+                        "{how} at {at_seq}: {why}"
+                    );
+                }
+                other => panic!("{how} at {at_seq}: expected Chain, got {other:?}"),
+            }
+        }
+        assert_eq!(snapshot(&*st, "s"), before, "{how} at {at_seq}");
+        assert_eq!(snapshot(&*st, "fresh"), (None, vec![]), "{how} at {at_seq}");
+    }
+    // A first event that is not 1 is refused too.
+    let from_5: Vec<Event> = batch(5, 2, "C");
+    assert!(matches!(
+        st.import("fresh", None, false, &mut source(from_5, 0)),
+        Err(ImportError::Chain(_))
+    ));
+    assert_eq!(snapshot(&*st, "fresh"), (None, vec![]));
+}
+
+fn a_source_error_rolls_the_whole_import_back(f: &dyn Fixture) {
+    let st = f.open();
+    st.open_store("s").unwrap();
+    st.append("s", 0, &batch(1, 3, "A"), SystemTime::now())
+        .unwrap();
+    let before = snapshot(&*st, "s");
+    for (store, replace) in [("s", true), ("fresh", false)] {
+        let mut events = source(batch(1, 2_500, "B"), 0)
+            .take(2_200)
+            .chain(std::iter::once(Err("line 2201: not JSON".to_string())))
+            .chain(source(batch(2_201, 10, "B"), 0));
+        match st.import(store, None, replace, &mut events) {
+            Err(ImportError::Source(why)) => assert_eq!(why, "line 2201: not JSON"),
+            other => panic!("expected Source, got {other:?}"),
+        }
+    }
+    assert_eq!(snapshot(&*st, "s"), before);
+    assert_eq!(snapshot(&*st, "fresh"), (None, vec![]));
+    // Nothing is left half done: the same import without the error works.
+    st.import("fresh", None, false, &mut source(batch(1, 5, "B"), 0))
+        .unwrap();
+    assert_eq!(seqs(&all(&*st, "fresh")), vec![1, 2, 3, 4, 5]);
+}
+
+fn schema_version_is_the_current_one(f: &dyn Fixture) {
+    let st = f.open();
+    assert_eq!(st.schema_version().unwrap(), f.schema_version());
+    let tool = {
+        drop(st);
+        f.open()
+    };
+    assert_eq!(tool.schema_version().unwrap(), f.schema_version());
+}
+
+/// The first handle watches (a server); a second one (the command line)
+/// resets, deletes and imports: each reaches the watch, in order, and the
+/// first handle's own changes do not.
+fn another_handles_reset_delete_and_import_reach_the_watch(f: &dyn Fixture) {
+    let server = f.open();
+    server.open_store("s").unwrap();
+    server
+        .append("s", 0, &batch(1, 3, "A"), SystemTime::now())
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = parking_lot::Mutex::new(tx);
+    let watch = server
+        .watch(Box::new(move |n| {
+            let _ = tx.lock().send(n);
+        }))
+        .expect("every backend watches");
+    assert!(watch.is_up());
+    // Its own reset: not delivered (the next notice is the tool's).
+    server.reset("s", "OWN").unwrap();
+    server
+        .append("s", 0, &batch(1, 2, "A"), SystemTime::now())
+        .unwrap();
+    let tool = f.open_tool();
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("a notice within 30 s")
+    };
+    tool.reset("s", "R1").unwrap();
+    assert_eq!(
+        next(),
+        Notice::Reset {
+            store_id: "s".into(),
+            backend_id: "R1".into()
+        }
+    );
+    assert!(tool.delete_store("s").unwrap());
+    assert_eq!(
+        next(),
+        Notice::Deleted {
+            store_id: "s".into()
+        }
+    );
+    // Deleting nothing tells nobody; importing into a new store: its
+    // backend id, then its head.
+    assert!(!tool.delete_store("s").unwrap());
+    tool.import("s", Some("I1"), false, &mut source(batch(1, 4, "T"), 0))
+        .unwrap();
+    assert_eq!(
+        next(),
+        Notice::Reset {
+            store_id: "s".into(),
+            backend_id: "I1".into()
+        }
+    );
+    assert_eq!(
+        next(),
+        Notice::Appended {
+            store_id: "s".into(),
+            head: 4
+        }
+    );
+    // Into an empty store that keeps its backend id: only the head.
+    let kept = tool.open_store("e").unwrap().backend_id;
+    tool.import("e", None, false, &mut source(batch(1, 2, "T"), 0))
+        .unwrap();
+    assert_eq!(
+        next(),
+        Notice::Appended {
+            store_id: "e".into(),
+            head: 2
+        }
+    );
+    assert_eq!(server.open_store("e").unwrap(), meta(2, &kept));
+    // Replacing: a reset even with the same backend id (another history).
+    tool.import("e", Some(&kept), true, &mut source(batch(1, 1, "U"), 0))
+        .unwrap();
+    assert_eq!(
+        next(),
+        Notice::Reset {
+            store_id: "e".into(),
+            backend_id: kept.clone()
+        }
+    );
+    assert_eq!(
+        next(),
+        Notice::Appended {
+            store_id: "e".into(),
+            head: 1
+        }
+    );
+    // What the tool wrote is what the server reads.
+    assert_eq!(server.open_store("s").unwrap(), meta(4, "I1"));
+    assert_eq!(
+        all(&*server, "s")
+            .into_iter()
+            .map(|e| e.event)
+            .collect::<Vec<_>>(),
+        batch(1, 4, "T")
+    );
+    watch.stop();
 }

@@ -26,6 +26,22 @@ fn open(path: &std::path::Path) -> Result<SqliteStorage, String> {
     SqliteStorage::open(path, SqliteOptions::default()).map_err(|e| e.0)
 }
 
+/// Opens `path` once the previous instance's lock is gone: within a moment,
+/// because other tests of this process spawn `mount`, and a child holds a
+/// copy of every descriptor, the lock file's too, from its fork to its exec.
+fn open_when_free(path: &std::path::Path) -> SqliteStorage {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match open(path) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline && e.starts_with("another livestore-sync") => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("the lock should be free: {e}"),
+        }
+    }
+}
+
 fn batch(from: i64, n: i64, client: &str) -> Vec<Event> {
     serde_json::from_str(&events(from, n, client)).unwrap()
 }
@@ -261,7 +277,7 @@ fn a_read_only_database_is_refused_at_start() {
     let err = open(&ro.join("livestore.db")).err().expect("refused");
     assert!(err.contains("read-only"), "{err}");
     // Nothing was left locked: the writable path still opens.
-    open(&dir.db()).unwrap();
+    open_when_free(&dir.db());
 }
 
 /// An operator moves or deletes the database file while the server runs.
@@ -338,15 +354,27 @@ fn a_full_disk_refuses_pushes_acks_nothing_and_recovers() {
     assert!(e.0.starts_with("disk full: cannot write"), "{e}");
     assert!(head > 0, "some pushes fit");
     // Still full: refused again, and health says so (its probe writes).
+    // A probe is one page: it may still fit in what the refused push had
+    // already added to the WAL file before it failed (where it depends on
+    // the file's layout), and each probe that fits uses up some of that
+    // room; within a few probes there is none left.
     assert!(store
         .push("p", batch(head + 1, 50, "c"), None, || panic!(
             "must not ack"
         ))
         .is_err());
-    let health = st.health().err().map(|e| e.0);
+    let mut probes = 0;
+    let health = loop {
+        probes += 1;
+        match st.health() {
+            Ok(()) if probes < 100 => continue,
+            Ok(()) => break None,
+            Err(e) => break Some(e.0),
+        }
+    };
     assert!(
         health.as_deref().is_some_and(|h| h.contains("disk full")),
-        "{health:?}"
+        "{health:?} after {probes} probes"
     );
     assert_eq!(st.open_store("s").unwrap().head, head);
     assert_eq!(
@@ -363,7 +391,7 @@ fn a_full_disk_refuses_pushes_acks_nothing_and_recovers() {
     st.health().unwrap();
     drop((store, hub, st));
     // Everything acknowledged is in the file, contiguous, as pushed.
-    let st = open(&db).unwrap();
+    let st = open_when_free(&db);
     assert_eq!(st.open_store("s").unwrap().head, head);
     let mut all = Vec::new();
     while (all.len() as i64) < head {
@@ -466,4 +494,157 @@ fn concurrent_appends_share_commits_and_keep_their_own_results() {
         commits < appends,
         "{appends} appends in {commits} commits: none shared a commit"
     );
+}
+
+fn tool_pool() -> livestore_sync::storage::postgres::PoolOptions {
+    livestore_sync::storage::postgres::PoolOptions {
+        min_idle: 0,
+        max_size: 1,
+        connection_timeout: Duration::from_secs(5),
+    }
+}
+
+/// The command line's storage (`storage::open_for_tool`).
+fn open_tool(db: &std::path::Path) -> Result<(Arc<dyn Storage>, String), String> {
+    livestore_sync::storage::open_for_tool(
+        &livestore_sync::storage::Backend::Sqlite(db.to_path_buf()),
+        &tool_pool(),
+    )
+    .map_err(|e| e.0)
+}
+
+fn user_version(db: &std::path::Path) -> i64 {
+    Connection::open(db)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
+}
+
+/// Holds `db`'s instance lock the way a running server does.
+fn hold_lock(db: &std::path::Path) -> std::fs::File {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path(db))
+        .unwrap();
+    f.try_lock().unwrap();
+    f
+}
+
+/// With no server running, the command line takes the lock for its whole
+/// life (a server started meanwhile is refused), creates a missing file
+/// (and its directory) and migrates it, as a server would.
+#[test]
+fn the_tool_without_a_server_holds_the_lock_and_migrates() {
+    let _w = watchdog("sqlite_tool_alone", Duration::from_secs(30));
+    let dir = TempDir::new("tool_alone");
+    let db = dir.path().join("sub").join("livestore.db");
+    let (tool, description) = open_tool(&db).unwrap();
+    assert!(!description.contains("running server"), "{description}");
+    assert_eq!(tool.schema_version().unwrap(), SCHEMA_STEPS.len() as i64);
+    assert_eq!(user_version(&db), SCHEMA_STEPS.len() as i64);
+    let err = open(&db).err().expect("no server starts mid-command");
+    assert!(err.starts_with("another livestore-sync is using"), "{err}");
+    tool.import("s", None, false, &mut std::iter::empty())
+        .unwrap();
+    drop(tool);
+    let server = open_when_free(&db);
+    assert_eq!(server.open_store("s").unwrap().head, 0);
+}
+
+/// Next to a running server the command line never migrates: a file at
+/// another schema version is refused with what to do, and left as it is.
+/// Without the server, the same file is migrated.
+#[test]
+fn the_tool_next_to_a_server_refuses_another_schema_version_and_migrates_nothing() {
+    let _w = watchdog("sqlite_tool_version", Duration::from_secs(30));
+    let dir = TempDir::new("tool_version");
+    let db = dir.db();
+    let c = Connection::open(&db).unwrap();
+    migrate(&c, &SCHEMA_STEPS[..1], &db).unwrap();
+    drop(c);
+    let server = hold_lock(&db);
+    let err = open_tool(&db).err().expect("an older file is refused");
+    assert!(
+        err.contains(&format!(
+            "has schema version 1 and this livestore-sync knows {}",
+            SCHEMA_STEPS.len()
+        )) && err.contains("stop the server to migrate"),
+        "{err}"
+    );
+    assert_eq!(user_version(&db), 1, "not migrated");
+    // A newer file too.
+    let c = Connection::open(&db).unwrap();
+    c.pragma_update(None, "user_version", 99).unwrap();
+    drop(c);
+    let err = open_tool(&db).err().expect("a newer file is refused");
+    assert!(err.contains("has schema version 99"), "{err}");
+    let c = Connection::open(&db).unwrap();
+    c.pragma_update(None, "user_version", 1).unwrap();
+    drop(c);
+    // A file that is not there is not created behind a running server.
+    let missing = dir.path().join("missing.db");
+    let _other = hold_lock(&missing);
+    let err = open_tool(&missing).err().expect("refused");
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!missing.exists());
+    // Once the server is gone, the tool migrates like a server.
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (tool, description) = loop {
+        match open_tool(&db) {
+            Ok(t) if !t.1.contains("running server") => break t,
+            Ok(_) | Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            other => panic!("the lock should be free: {:?}", other.map(|t| t.1)),
+        }
+    };
+    assert!(!description.contains("running server"), "{description}");
+    assert_eq!(tool.schema_version().unwrap(), SCHEMA_STEPS.len() as i64);
+}
+
+/// The command line writing next to a running server cannot fork a log:
+/// the head is checked inside the write transaction, whoever writes.
+#[test]
+fn the_tool_next_to_a_server_cannot_fork_a_log() {
+    let _w = watchdog("sqlite_tool_fork", Duration::from_secs(30));
+    let dir = TempDir::new("tool_fork");
+    let server = Arc::new(open(&dir.db()).unwrap());
+    let hub = Hub::new(server.clone(), Limits::default());
+    let store = hub.store("s");
+    store.push("p", batch(1, 3, "S"), None, || {}).unwrap();
+    let (tool, _) = open_tool(&dir.db()).unwrap();
+    assert!(matches!(
+        tool.append("s", 0, &batch(1, 2, "T"), SystemTime::now()),
+        Err(AppendError::Conflict { head: 3 })
+    ));
+    tool.append("s", 3, &batch(4, 1, "T"), SystemTime::now())
+        .unwrap();
+    // The server's cached head (3) is stale: its push on it is refused.
+    let err = store
+        .push("p", batch(4, 1, "S"), None, || panic!("must not ack"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PushError::Chain(livestore_sync::model::ChainError::WrongParent { head: 4, .. })
+        ),
+        "{err:?}"
+    );
+    store.push("p", batch(5, 1, "S"), None, || {}).unwrap();
+    // An import refuses a store with events, whoever holds the lock.
+    assert!(matches!(
+        tool.import("s", None, false, &mut std::iter::empty()),
+        Err(livestore_sync::storage::ImportError::NotEmpty { head: 5 })
+    ));
+    let clients: Vec<String> = server
+        .read("s", 0, 100, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{}{}", e.event.seq_num, e.event.client_id))
+        .collect();
+    assert_eq!(clients, ["1S", "2S", "3S", "4T", "5S"]);
 }

@@ -36,7 +36,8 @@ use routes::Action;
 pub struct Ctx {
     pub env: Arc<Env>,
     pub config: Config,
-    /// Notices from other instances sharing the storage (PostgreSQL).
+    /// Notices of other processes' changes (other instances on PostgreSQL,
+    /// the command line on SQLite).
     pub watch: Option<crate::storage::Watch>,
 }
 
@@ -56,10 +57,18 @@ impl Ctx {
             max_http_pull_bytes: l.max_http_pull_bytes,
         };
         let env = Arc::new(env);
-        // Other instances' appends and resets reach this one's sockets.
+        // Other processes' appends, resets, deletes and imports reach this
+        // one's sockets. Weak: the watch's thread outlives the server by up
+        // to a poll after `stop`, and must not keep the storage open (on
+        // SQLite the instance lock goes with it: a server started again in
+        // the same process would be refused meanwhile).
         let watch = {
-            let env = env.clone();
-            storage.watch(Box::new(move |notice| env.hub.apply(notice)))
+            let env = Arc::downgrade(&env);
+            storage.watch(Box::new(move |notice| {
+                if let Some(env) = env.upgrade() {
+                    env.hub.apply(notice)
+                }
+            }))
         };
         Arc::new(Ctx { env, config, watch })
     }

@@ -2,8 +2,10 @@
 //!
 //! The sync core (`crate::sync`) only talks to [`Storage`]. Two backends:
 //! `sqlite.rs` (embedded, one file, the default) and `postgres.rs` (several
-//! instances, production). [`Backend::choose`] picks one from the settings
-//! and [`open`] opens it. Storage uses only the leaf model (`crate::model`).
+//! instances, production). [`Backend::choose`] picks one from the settings,
+//! [`open`] opens it for the server and [`open_for_tool`] for the command
+//! line (next to a running server). Storage uses only the leaf model
+//! (`crate::model`).
 
 pub mod postgres;
 pub mod sqlite;
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::model::{Event, StoreMeta, StoredEvent};
+use crate::model::{check_chain, ChainError, Event, StoreMeta, StoredEvent};
 
 /// A storage failure (connection lost, pool exhausted, disk full, …).
 /// The caller answers the request with an error and keeps the connection;
@@ -42,6 +44,107 @@ pub enum AppendError {
 impl From<StorageError> for AppendError {
     fn from(e: StorageError) -> Self {
         AppendError::Storage(e)
+    }
+}
+
+/// One store as `stores list` / `stores info` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSummary {
+    pub store_id: String,
+    /// `stores.head`: seq_num of the last event (0: empty).
+    pub head: i64,
+    /// How many event rows the store has.
+    pub events: i64,
+    /// Sum over its events of the bytes of `name`, `args` (as text; 0 when
+    /// absent), `client_id` and `session_id`: about what a full pull sends.
+    pub bytes: i64,
+    /// The newest event's `created_at`; `None` when it has none.
+    pub last_write: Option<SystemTime>,
+    pub backend_id: String,
+}
+
+/// Why an import did not happen. In every case nothing was written.
+#[derive(Debug)]
+pub enum ImportError {
+    /// The target store has events and `replace` was false: import with
+    /// `replace` to wipe them, or into another store.
+    NotEmpty { head: i64 },
+    /// The events do not chain `1, 2, 3, …` from parent 0 (each `seqNum` is
+    /// `parentSeqNum + 1`, each parent the previous `seqNum`); the text says
+    /// which event. Fix the file.
+    Chain(String),
+    /// The events' source (the caller's iterator) yielded this error: the
+    /// caller's file is bad; report it.
+    Source(String),
+    /// See [`StorageError`]; report it and try again.
+    Storage(StorageError),
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportError::NotEmpty { head } => write!(
+                f,
+                "the store is not empty (head {head}); nothing was imported (replace it to import)"
+            ),
+            ImportError::Chain(why) => write!(f, "the events do not chain: {why}"),
+            ImportError::Source(why) => write!(f, "reading the events failed: {why}"),
+            ImportError::Storage(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+impl From<StorageError> for ImportError {
+    fn from(e: StorageError) -> Self {
+        ImportError::Storage(e)
+    }
+}
+
+/// The chain rule of an import, one event at a time: the log a push builds
+/// (see `model::check_chain`), so the events must be exactly `1, 2, 3, …`
+/// from parent 0. Every backend's `import` runs its events through it while
+/// inserting.
+#[derive(Debug, Default)]
+pub struct ImportChain {
+    head: i64,
+    count: u64,
+}
+
+impl ImportChain {
+    /// Checks that `e` continues the events seen so far.
+    pub fn next(&mut self, e: &Event) -> Result<(), ImportError> {
+        self.count += 1;
+        if let Err(err) = check_chain(self.head, std::slice::from_ref(e)) {
+            let at = match self.count {
+                1 => "the first event".to_string(),
+                n => format!("event #{n}"),
+            };
+            let why = match err {
+                ChainError::WrongParent { .. } => "its parentSeqNum is not the previous seqNum",
+                ChainError::Broken { .. } => "its seqNum is not parentSeqNum + 1",
+            };
+            return Err(ImportError::Chain(format!(
+                "{at} (seqNum {}, parentSeqNum {}): {why}; expected seqNum {} with parentSeqNum {}",
+                e.seq_num,
+                e.parent_seq_num,
+                self.head + 1,
+                self.head
+            )));
+        }
+        self.head = e.seq_num;
+        Ok(())
+    }
+
+    /// The last seq_num seen (0 before any).
+    pub fn head(&self) -> i64 {
+        self.head
+    }
+
+    /// How many events were checked.
+    pub fn count(&self) -> u64 {
+        self.count
     }
 }
 
@@ -82,6 +185,48 @@ pub trait Storage: Send + Sync {
     /// Cheap liveness probe for `/health`.
     fn health(&self) -> Result<(), StorageError>;
 
+    /// Every store, ordered by store id (byte order on every backend).
+    /// Reads every event row: an operator's command, not a server path.
+    fn list_stores(&self) -> Result<Vec<StoreSummary>, StorageError>;
+
+    /// One store; `None` if it does not exist (never creates it).
+    fn store_summary(&self, store_id: &str) -> Result<Option<StoreSummary>, StorageError>;
+
+    /// Deletes the store's events and its row, in one transaction;
+    /// `Ok(false)` when there was no such store. Other processes serving it
+    /// are told ([`Notice::Deleted`]); the next use of the id creates it
+    /// again, empty, with a new backend id.
+    fn delete_store(&self, store_id: &str) -> Result<bool, StorageError>;
+
+    /// Writes a whole store in one transaction: all of `events` or nothing.
+    ///
+    /// - A store with events is refused with `NotEmpty` unless `replace`;
+    ///   with `replace` its events are deleted first.
+    /// - The events must chain from parent 0 without a gap ([`ImportChain`]),
+    ///   checked while inserting: a break is `Chain` and rolls everything back;
+    ///   so does an `Err` from `events` (`Source`).
+    /// - Each event's `created_at` is kept. Afterwards the head is the last
+    ///   seq_num (0 if none) and the backend id is `backend_id` if given,
+    ///   else the existing one (an existing, empty store without `replace`),
+    ///   else a new one.
+    /// - Other processes serving the store are told: a [`Notice::Reset`]
+    ///   when the history was replaced or the backend id changed, then a
+    ///   [`Notice::Appended`] with the new head.
+    ///
+    /// Returns how many events were written. Holds the store (PostgreSQL:
+    /// its row; SQLite: the whole file's write lock) until it commits.
+    fn import(
+        &self,
+        store_id: &str,
+        backend_id: Option<&str>,
+        replace: bool,
+        events: &mut dyn Iterator<Item = Result<StoredEvent, String>>,
+    ) -> Result<u64, ImportError>;
+
+    /// The schema version this storage is at (PostgreSQL: the highest
+    /// `schema_version.version`; SQLite: `PRAGMA user_version`).
+    fn schema_version(&self) -> Result<i64, StorageError>;
+
     /// Whether other processes may write this storage (several instances on
     /// one PostgreSQL). Then a cached head may be stale, and pulls check the
     /// stored head first. Default: no (an embedded, single-process storage).
@@ -90,7 +235,7 @@ pub trait Storage: Send + Sync {
     }
 
     /// Starts delivering notices of other processes' changes to `deliver`,
-    /// from a thread of the storage's own, for as long as the process runs.
+    /// from a thread of the storage's own, until the watch is stopped.
     /// `None`: nobody else writes this storage.
     fn watch(&self, deliver: Box<dyn Fn(Notice) + Send + Sync>) -> Option<Watch> {
         let _ = deliver;
@@ -110,6 +255,9 @@ pub enum Notice {
         store_id: String,
         backend_id: String,
     },
+    /// The store was deleted: its events and its row are gone; its next use
+    /// creates it again with a new backend id.
+    Deleted { store_id: String },
     /// Notices may have been missed (the listener reconnected): compare
     /// every store in use with storage.
     Resync,
@@ -193,11 +341,49 @@ impl Backend {
     }
 }
 
-/// Opens `backend`: for SQLite, creates the file's directory if missing.
-/// Returns the storage and a description for the start-up log.
+/// Opens `backend` for the server: for SQLite, creates the file's
+/// directory if missing and takes the instance lock. Returns the storage
+/// and a description for the start-up log.
 pub fn open(
     backend: &Backend,
     pg_pool: &postgres::PoolOptions,
+) -> Result<(Arc<dyn Storage>, String), StorageError> {
+    open_with(backend, pg_pool, sqlite::SqliteOptions::default())
+}
+
+/// Opens `backend` for the command line, next to running servers or not.
+///
+/// - PostgreSQL: as [`open`] (the schema is applied) with the caller's pool;
+///   the caller starts no `watch`.
+/// - SQLite: if no server holds the instance lock, the tool takes it for
+///   its whole life (no server starts mid-command) and migrates as a server
+///   would; a missing file is created like the server does. If a server
+///   holds it, the tool shares the file without the lock and without
+///   migrating, and refuses a file whose schema version is not this
+///   binary's ("stop the server to migrate"). Its resets, deletes and
+///   imports reach the server through the `changes` table (see
+///   `sqlite.rs`); its writes wait for the server's (and the server's for
+///   its, up to SQLite's busy timeout of 5 s).
+///
+/// The description says which case it is.
+pub fn open_for_tool(
+    backend: &Backend,
+    pg_pool: &postgres::PoolOptions,
+) -> Result<(Arc<dyn Storage>, String), StorageError> {
+    open_with(
+        backend,
+        pg_pool,
+        sqlite::SqliteOptions {
+            share_when_locked: true,
+            ..Default::default()
+        },
+    )
+}
+
+fn open_with(
+    backend: &Backend,
+    pg_pool: &postgres::PoolOptions,
+    sqlite_options: sqlite::SqliteOptions,
 ) -> Result<(Arc<dyn Storage>, String), StorageError> {
     match backend {
         Backend::Postgres(url) => {
@@ -213,8 +399,12 @@ pub fn open(
                     ))
                 })?;
             }
-            let s = sqlite::SqliteStorage::open(path, sqlite::SqliteOptions::default())?;
-            let description = Backend::Sqlite(s.path().to_path_buf()).describe();
+            let s = sqlite::SqliteStorage::open(path, sqlite_options)?;
+            let mut description = Backend::Sqlite(s.path().to_path_buf()).describe();
+            if !s.holds_lock() {
+                description
+                    .push_str("; a running server holds its lock: shared with it, not migrated");
+            }
             Ok((Arc::new(s), description))
         }
     }

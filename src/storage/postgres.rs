@@ -15,7 +15,9 @@ use postgres::types::{ToSql, Type};
 use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::{AppendError, Notice, Storage, StorageError, Watch};
+use super::{
+    AppendError, ImportChain, ImportError, Notice, Storage, StorageError, StoreSummary, Watch,
+};
 use crate::model::{new_backend_id, StoreMeta};
 use crate::model::{Event, StoredEvent};
 
@@ -152,6 +154,22 @@ impl PgStorage {
         })
     }
 
+    /// Queues a notice in `tx` (sent at its commit): see [`notice_text`].
+    fn notify(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        store_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), postgres::Error> {
+        let notice = notice_text(&self.instance, store_id, key, value);
+        tx.query_typed(
+            "SELECT pg_notify('livestore_sync', $1)",
+            &[(&notice, Type::TEXT)],
+        )
+        .map(drop)
+    }
+
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StorageError> {
         self.pool
             .get()
@@ -286,6 +304,96 @@ SELECT seq_num, parent_seq_num, name, args::text, client_id, session_id, created
 FROM events WHERE store_id = $1 AND seq_num > $2 AND seq_num <= $3
 ORDER BY seq_num LIMIT $4";
 
+/// A store's summary (`octet_length`: bytes, as SQLite's count).
+const SUMMARY_SQL: &str = "\
+SELECT s.store_id, s.head, s.backend_id, count(e.seq_num),
+       coalesce(sum(octet_length(e.name) + coalesce(octet_length(e.args::text), 0)
+                    + octet_length(e.client_id) + octet_length(e.session_id)), 0)::bigint,
+       max(e.created_at)
+FROM stores s LEFT JOIN events e ON e.store_id = s.store_id";
+
+/// One chunk of an import: the events' columns as arrays.
+const IMPORT_SQL: &str = "\
+INSERT INTO events (store_id, seq_num, parent_seq_num, name, args, created_at, client_id, session_id)
+SELECT $1, e.seq_num, e.parent_seq_num, e.name, e.args::json, e.created_at, e.client_id, e.session_id
+FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[])
+    AS e(seq_num, parent_seq_num, name, args, created_at, client_id, session_id)";
+
+/// An import sends its events in chunks of at most this many events, or
+/// about this many bytes.
+const IMPORT_CHUNK_EVENTS: usize = 1_000;
+const IMPORT_CHUNK_BYTES: usize = 8 << 20;
+
+fn summary(row: &postgres::Row) -> StoreSummary {
+    StoreSummary {
+        store_id: row.get(0),
+        head: row.get(1),
+        backend_id: row.get(2),
+        events: row.get(3),
+        bytes: row.get(4),
+        last_write: row.get(5),
+    }
+}
+
+/// The columns of an import chunk.
+#[derive(Default)]
+struct Chunk {
+    seq: Vec<i64>,
+    parent: Vec<i64>,
+    name: Vec<String>,
+    args: Vec<Option<String>>,
+    created_at: Vec<SystemTime>,
+    client: Vec<String>,
+    session: Vec<String>,
+    bytes: usize,
+}
+
+impl Chunk {
+    fn push(&mut self, e: StoredEvent) {
+        let StoredEvent { event, created_at } = e;
+        self.bytes += event.json_len_estimate();
+        self.seq.push(event.seq_num);
+        self.parent.push(event.parent_seq_num);
+        self.name.push(event.name);
+        self.args.push(event.args.map(String::from));
+        self.created_at.push(created_at);
+        self.client.push(event.client_id);
+        self.session.push(event.session_id);
+    }
+
+    fn full(&self) -> bool {
+        self.seq.len() >= IMPORT_CHUNK_EVENTS || self.bytes >= IMPORT_CHUNK_BYTES
+    }
+
+    /// Inserts the chunk and empties it.
+    fn flush(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        insert: &postgres::Statement,
+        store_id: &str,
+    ) -> Result<(), StorageError> {
+        if self.seq.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            insert,
+            &[
+                &store_id,
+                &self.seq,
+                &self.parent,
+                &self.name,
+                &self.args,
+                &self.created_at,
+                &self.client,
+                &self.session,
+            ],
+        )
+        .map_err(|e| err("import: inserting events", e))?;
+        *self = Chunk::default();
+        Ok(())
+    }
+}
+
 impl Storage for PgStorage {
     fn open_store(&self, store_id: &str) -> Result<StoreMeta, StorageError> {
         let mut c = self.conn()?;
@@ -408,25 +516,180 @@ impl Storage for PgStorage {
     fn reset(&self, store_id: &str, new_backend_id: &str) -> Result<(), StorageError> {
         let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(|e| err("reset", e))?;
-        tx.query_typed(
-            "DELETE FROM events WHERE store_id = $1",
-            &[(&store_id, Type::TEXT)],
-        )
-        .map_err(|e| err("reset: deleting events", e))?;
+        // The store row first: that locks it, so an append of another
+        // instance either committed before (and its events are deleted
+        // below: each statement sees what committed before it) or waits and
+        // then finds the head moved. Events first could leave an append's
+        // events behind a head of 0.
         tx.query_typed(
             "INSERT INTO stores (store_id, head, backend_id) VALUES ($1, 0, $2)
              ON CONFLICT (store_id) DO UPDATE SET head = 0, backend_id = EXCLUDED.backend_id",
             &[(&store_id, Type::TEXT), (&new_backend_id, Type::TEXT)],
         )
         .map_err(|e| err("reset: store row", e))?;
-        // Delivered at commit, to every instance listening.
-        let notice = notice_text(&self.instance, store_id, "r", new_backend_id);
         tx.query_typed(
-            "SELECT pg_notify('livestore_sync', $1)",
-            &[(&notice, Type::TEXT)],
+            "DELETE FROM events WHERE store_id = $1",
+            &[(&store_id, Type::TEXT)],
         )
-        .map_err(|e| err("reset: notify", e))?;
+        .map_err(|e| err("reset: deleting events", e))?;
+        // Delivered at commit, to every instance listening.
+        self.notify(&mut tx, store_id, "r", new_backend_id)
+            .map_err(|e| err("reset: notify", e))?;
         tx.commit().map_err(|e| err("reset: commit", e))
+    }
+
+    fn list_stores(&self) -> Result<Vec<StoreSummary>, StorageError> {
+        let mut c = self.conn()?;
+        // COLLATE "C": byte order, as SQLite's BINARY (not the database's locale).
+        let rows = c
+            .query_typed(
+                &format!("{SUMMARY_SQL} GROUP BY s.store_id ORDER BY s.store_id COLLATE \"C\""),
+                &[],
+            )
+            .map_err(|e| err("listing stores", e))?;
+        Ok(rows.iter().map(summary).collect())
+    }
+
+    fn store_summary(&self, store_id: &str) -> Result<Option<StoreSummary>, StorageError> {
+        let mut c = self.conn()?;
+        let row = c
+            .query_typed_opt(
+                &format!("{SUMMARY_SQL} WHERE s.store_id = $1 GROUP BY s.store_id"),
+                &[(&store_id, Type::TEXT)],
+            )
+            .map_err(|e| err("reading a store's summary", e))?;
+        Ok(row.as_ref().map(summary))
+    }
+
+    fn delete_store(&self, store_id: &str) -> Result<bool, StorageError> {
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().map_err(|e| err("delete", e))?;
+        // The row first, for the reason given in `reset`: an append either
+        // committed before (its events go too) or finds no row to move.
+        let existed = !tx
+            .query_typed(
+                "DELETE FROM stores WHERE store_id = $1 RETURNING 1",
+                &[(&store_id, Type::TEXT)],
+            )
+            .map_err(|e| err("delete: store row", e))?
+            .is_empty();
+        tx.query_typed(
+            "DELETE FROM events WHERE store_id = $1",
+            &[(&store_id, Type::TEXT)],
+        )
+        .map_err(|e| err("delete: events", e))?;
+        if existed {
+            self.notify(&mut tx, store_id, "d", "")
+                .map_err(|e| err("delete: notify", e))?;
+        }
+        tx.commit().map_err(|e| err("delete: commit", e))?;
+        Ok(existed)
+    }
+
+    fn import(
+        &self,
+        store_id: &str,
+        backend_id: Option<&str>,
+        replace: bool,
+        events: &mut dyn Iterator<Item = Result<StoredEvent, String>>,
+    ) -> Result<u64, ImportError> {
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().map_err(|e| err("import", e))?;
+        // Lock the store row (creating it if missing) before looking at its
+        // events: appends of other instances wait, then find the head moved.
+        let fresh = new_backend_id();
+        let created = !tx
+            .query_typed(
+                "INSERT INTO stores (store_id, backend_id) VALUES ($1, $2)
+                 ON CONFLICT (store_id) DO NOTHING RETURNING 1",
+                &[(&store_id, Type::TEXT), (&fresh, Type::TEXT)],
+            )
+            .map_err(|e| err("import: store row", e))?
+            .is_empty();
+        let row = tx
+            .query_typed_one(
+                "SELECT head, backend_id,
+                        EXISTS (SELECT 1 FROM events WHERE store_id = $1)
+                 FROM stores WHERE store_id = $1 FOR UPDATE",
+                &[(&store_id, Type::TEXT)],
+            )
+            .map_err(|e| err("import: store row", e))?;
+        let (head, old_backend_id, has_events): (i64, String, bool) =
+            (row.get(0), row.get(1), row.get(2));
+        if (head > 0 || has_events) && !replace {
+            return Err(ImportError::NotEmpty { head });
+        }
+        if replace {
+            tx.query_typed(
+                "DELETE FROM events WHERE store_id = $1",
+                &[(&store_id, Type::TEXT)],
+            )
+            .map_err(|e| err("import: deleting events", e))?;
+        }
+        let insert = tx
+            .prepare_typed(
+                IMPORT_SQL,
+                &[
+                    Type::TEXT,
+                    Type::INT8_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::TIMESTAMPTZ_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::TEXT_ARRAY,
+                ],
+            )
+            .map_err(|e| err("import: prepare", e))?;
+        let mut chain = ImportChain::default();
+        let mut chunk = Chunk::default();
+        for item in events {
+            let stored = item.map_err(ImportError::Source)?;
+            chain.next(&stored.event)?;
+            chunk.push(stored);
+            if chunk.full() {
+                chunk.flush(&mut tx, &insert, store_id)?;
+            }
+        }
+        chunk.flush(&mut tx, &insert, store_id)?;
+        let old_backend_id = (!created).then_some(old_backend_id);
+        let backend_id = match (backend_id, &old_backend_id) {
+            (Some(given), _) => given.to_string(),
+            (None, Some(old)) if !replace => old.clone(),
+            _ => new_backend_id(),
+        };
+        tx.query_typed(
+            "UPDATE stores SET head = $2, backend_id = $3 WHERE store_id = $1",
+            &[
+                (&store_id, Type::TEXT),
+                (&chain.head(), Type::INT8),
+                (&backend_id, Type::TEXT),
+            ],
+        )
+        .map_err(|e| err("import: store row", e))?;
+        // Delivered at commit, in this order: the reset closes the store's
+        // sockets, the append brings the new head.
+        if replace || old_backend_id.as_deref() != Some(backend_id.as_str()) {
+            self.notify(&mut tx, store_id, "r", &backend_id)
+                .map_err(|e| err("import: notify", e))?;
+        }
+        if chain.head() > 0 {
+            self.notify(&mut tx, store_id, "h", &chain.head().to_string())
+                .map_err(|e| err("import: notify", e))?;
+        }
+        tx.commit().map_err(|e| err("import: commit", e))?;
+        Ok(chain.count())
+    }
+
+    fn schema_version(&self) -> Result<i64, StorageError> {
+        let mut c = self.conn()?;
+        let row = c
+            .query_typed_one(
+                "SELECT coalesce(max(version), 0)::bigint FROM schema_version",
+                &[],
+            )
+            .map_err(|e| err("reading the schema version", e))?;
+        Ok(row.get(0))
     }
 
     fn health(&self) -> Result<(), StorageError> {
@@ -477,7 +740,8 @@ impl Storage for PgStorage {
 const CHANNEL: &str = "livestore_sync";
 
 /// A notice's payload: `{"i":instance,"s":store,"h":head}` after an append,
-/// `{"i":…,"s":…,"r":backend_id}` after a reset. JSON, because a store id
+/// `{"i":…,"s":…,"r":backend_id}` after a reset, `{"i":…,"s":…,"d":""}`
+/// after a delete (an older instance ignores a key it does not know). JSON, because a store id
 /// may contain any character. (PostgreSQL caps a payload at 8,000 bytes;
 /// a longer store id is not announced, and the instances notice it on their
 /// next pull or push of that store, which read the stored head.)
@@ -498,20 +762,22 @@ fn parse_notice(payload: &str, own: &str) -> Option<Notice> {
         s: String,
         h: Option<String>,
         r: Option<String>,
+        d: Option<String>,
     }
     let p: Payload = serde_json::from_str(payload).ok()?;
     if p.i == own || p.s.is_empty() {
         return None;
     }
-    match (p.h, p.r) {
-        (Some(h), None) => Some(Notice::Appended {
+    match (p.h, p.r, p.d) {
+        (Some(h), None, None) => Some(Notice::Appended {
             store_id: p.s,
             head: h.parse().ok()?,
         }),
-        (None, Some(backend_id)) => Some(Notice::Reset {
+        (None, Some(backend_id), None) => Some(Notice::Reset {
             store_id: p.s,
             backend_id,
         }),
+        (None, None, Some(_)) => Some(Notice::Deleted { store_id: p.s }),
         _ => None,
     }
 }
@@ -621,6 +887,14 @@ mod tests {
                 backend_id: "NEWID".into()
             })
         );
+        let delete = notice_text("a", "s", "d", "");
+        assert_eq!(
+            parse_notice(&delete, "b"),
+            Some(Notice::Deleted {
+                store_id: "s".into()
+            })
+        );
+        assert_eq!(parse_notice(&delete, "a"), None);
         assert_eq!(parse_notice("not json", "b"), None);
         // Too long for PostgreSQL's payload limit: announced as nothing.
         let long = "x".repeat(10_000);

@@ -14,7 +14,12 @@
 //!   process crash and a power loss (given a disk that honours fsync).
 //! - **One instance.** A lock file next to the database (`<db>-lock`, an
 //!   exclusive `flock` held for the life of the storage) keeps a second
-//!   server off the file; several instances need PostgreSQL.
+//!   server off the file; several instances need PostgreSQL. The command
+//!   line may share the file with the running server
+//!   ([`SqliteOptions::share_when_locked`]).
+//! - **Changes from elsewhere.** Every reset, delete and import writes a row
+//!   of `changes` in its transaction; [`SqliteStorage`]'s `watch` polls
+//!   `PRAGMA data_version` and reads the rows another process wrote.
 //! - **The schema** is [`SCHEMA_STEPS`], one step per version, recorded in
 //!   `PRAGMA user_version`.
 
@@ -28,7 +33,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{ffi, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{AppendError, Storage, StorageError};
+use super::{
+    AppendError, ImportChain, ImportError, Notice, Storage, StorageError, StoreSummary, Watch,
+};
 use crate::model::{new_backend_id, Event, StoreMeta, StoredEvent};
 
 /// The schema, one step per version: step `i` takes `PRAGMA user_version`
@@ -43,7 +50,16 @@ use crate::model::{new_backend_id, Event, StoreMeta, StoredEvent};
 ///   order both an append and a page of a pull walk.
 /// - `meta`: facts about the file (which server created it; the health
 ///   probe's write).
-pub const SCHEMA_STEPS: &[&str] = &["
+/// - `changes` (step 2): one row per reset, delete or import, written in its
+///   transaction, so that a server learns what the command line did (see
+///   `watch`). `instance` is the writer's random tag (its own rows are
+///   skipped), `kind` one of [`CHANGE_RESET`], [`CHANGE_DELETE`],
+///   [`CHANGE_APPEND`], `value` the new backend id or head, `at`
+///   microseconds since the Unix epoch; rows older than an hour are pruned.
+///   `AUTOINCREMENT`: an id is never used twice, even after pruning, so a
+///   watcher's "rows after the last I saw" never skips one.
+pub const SCHEMA_STEPS: &[&str] = &[
+    "
 CREATE TABLE stores (
     store_id   TEXT    NOT NULL PRIMARY KEY,
     head       INTEGER NOT NULL DEFAULT 0,
@@ -65,7 +81,32 @@ CREATE TABLE meta (
     key   TEXT NOT NULL PRIMARY KEY,
     value TEXT NOT NULL
 );
-"];
+",
+    "
+CREATE TABLE changes (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance TEXT    NOT NULL,
+    store_id TEXT    NOT NULL,
+    kind     TEXT    NOT NULL,
+    value    TEXT    NOT NULL,
+    at       INTEGER NOT NULL
+);
+",
+];
+
+/// A `changes` row's kind: the store was reset; `value` is the new backend id.
+pub const CHANGE_RESET: &str = "reset";
+/// A `changes` row's kind: the store was deleted; `value` is empty.
+pub const CHANGE_DELETE: &str = "delete";
+/// A `changes` row's kind: events were written (an import); `value` is the new head.
+pub const CHANGE_APPEND: &str = "append";
+
+/// How long a `changes` row is kept: a watcher reads it within a poll; one
+/// that was away longer resyncs every store anyway.
+const CHANGES_KEPT: Duration = Duration::from_secs(3600);
+
+/// How often a watch looks for changes (`PRAGMA data_version`: no I/O).
+const WATCH_POLL: Duration = Duration::from_millis(250);
 
 /// The file name inside `DATA_DIR`.
 pub const DB_FILE_NAME: &str = "livestore.db";
@@ -91,6 +132,14 @@ const READ_SQL: &str = "\
 SELECT seq_num, parent_seq_num, name, args, client_id, session_id, created_at
 FROM events WHERE store_id = ?1 AND seq_num > ?2 AND seq_num <= ?3
 ORDER BY seq_num LIMIT ?4";
+/// A store's summary; `length(CAST(x AS BLOB))` counts bytes (`length` of
+/// text counts characters).
+const SUMMARY_SQL: &str = "\
+SELECT s.store_id, s.head, s.backend_id, count(e.seq_num),
+       coalesce(sum(length(CAST(e.name AS BLOB)) + coalesce(length(CAST(e.args AS BLOB)), 0)
+                    + length(CAST(e.client_id AS BLOB)) + length(CAST(e.session_id AS BLOB))), 0),
+       max(e.created_at)
+FROM stores s LEFT JOIN events e ON e.store_id = s.store_id";
 
 /// Settings of the SQLite storage.
 #[derive(Debug, Clone)]
@@ -98,11 +147,19 @@ pub struct SqliteOptions {
     /// Commit the appends that queued up while the writer was busy in one
     /// transaction (one fsync for all). Off: one transaction per append.
     pub group_commit: bool,
+    /// When another process (a running server) holds the instance lock:
+    /// open the file anyway, without the lock and without migrating, if its
+    /// schema version is the one this binary knows (the command line). Off
+    /// (the server): refuse.
+    pub share_when_locked: bool,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { group_commit: true }
+        SqliteOptions {
+            group_commit: true,
+            share_when_locked: false,
+        }
     }
 }
 
@@ -153,24 +210,67 @@ pub struct SqliteStorage {
     committed: Condvar,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Tags this storage's `changes` rows, so its own watch skips them.
+    instance: String,
     /// Dropped last: the lock is released after the connections closed.
-    _lock: File,
+    /// `None`: shared with the server that holds it (the command line).
+    lock: Option<File>,
 }
 
 impl SqliteStorage {
     /// Opens (creating if missing) the database at `path`, whose directory
     /// must exist; takes the instance lock first, then applies the schema.
+    ///
+    /// With [`SqliteOptions::share_when_locked`] and the lock held by
+    /// another process, opens the existing file without the lock and
+    /// without migrating, and refuses a schema version other than
+    /// [`SCHEMA_STEPS`]'s.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStorage, StorageError> {
         let path = absolute(path)?;
-        let lock = take_instance_lock(&path)?;
+        let lock = match try_instance_lock(&path)? {
+            Lock::Held(file) => Some(file),
+            Lock::Busy { holder } if options.share_when_locked => {
+                // Not created here: the server holds the lock of a file
+                // that should be there.
+                if !path.exists() {
+                    return Err(StorageError(format!(
+                        "{} does not exist, but a livestore-sync holds its lock file{holder}",
+                        path.display()
+                    )));
+                }
+                None
+            }
+            Lock::Busy { holder } => {
+                return Err(StorageError(format!(
+                    "another livestore-sync is using {} (lock file {}{holder}); SQLite serves one \
+                     instance — for several instances use PostgreSQL, see README",
+                    path.display(),
+                    lock_path(&path).display()
+                )))
+            }
+        };
         let writer = open_writer(&path)?;
-        migrate(&writer, SCHEMA_STEPS, &path)?;
-        writer
-            .execute(
-                "INSERT INTO meta (key, value) VALUES ('created_by', ?1) ON CONFLICT (key) DO NOTHING",
-                [concat!("livestore-sync ", env!("CARGO_PKG_VERSION"))],
-            )
-            .map_err(|e| classify(&path, "writing meta", e))?;
+        if lock.is_some() {
+            migrate(&writer, SCHEMA_STEPS, &path)?;
+            writer
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('created_by', ?1) ON CONFLICT (key) DO NOTHING",
+                    [concat!("livestore-sync ", env!("CARGO_PKG_VERSION"))],
+                )
+                .map_err(|e| classify(&path, "writing meta", e))?;
+        } else {
+            let found = user_version(&writer, &path)?;
+            let known = SCHEMA_STEPS.len() as i64;
+            if found != known {
+                return Err(StorageError(format!(
+                    "{} has schema version {found} and this livestore-sync knows {known}, but a \
+                     running livestore-sync holds its lock ({}): stop the server to migrate, or \
+                     use the livestore-sync that matches the file",
+                    path.display(),
+                    lock_path(&path).display()
+                )));
+            }
+        }
         let wal = wal_path(&path);
         let files = [
             (
@@ -191,8 +291,9 @@ impl SqliteStorage {
             committed: Condvar::new(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            instance: new_backend_id(),
             path,
-            _lock: lock,
+            lock,
         };
         // Fail at start, not at the first pull, if readers cannot open.
         let r = storage.reader()?;
@@ -203,6 +304,12 @@ impl SqliteStorage {
     /// The database file (absolute).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether this storage holds the instance lock (false: it shares the
+    /// file with the running server that does).
+    pub fn holds_lock(&self) -> bool {
+        self.lock.is_some()
     }
 
     /// The settings in force on the writer and on a reader, as `(pragma,
@@ -603,8 +710,98 @@ impl Storage for SqliteStorage {
                  ON CONFLICT (store_id) DO UPDATE SET head = 0, backend_id = excluded.backend_id",
                 rusqlite::params![store_id, new_backend_id, now],
             )?;
-            Ok(())
+            record_change(w, &self.instance, store_id, CHANGE_RESET, new_backend_id)
         })
+    }
+
+    fn list_stores(&self) -> Result<Vec<StoreSummary>, StorageError> {
+        self.summaries(
+            &format!("{SUMMARY_SQL} GROUP BY s.store_id ORDER BY s.store_id"),
+            None,
+        )
+    }
+
+    fn store_summary(&self, store_id: &str) -> Result<Option<StoreSummary>, StorageError> {
+        let mut found = self.summaries(
+            &format!("{SUMMARY_SQL} WHERE s.store_id = ?1 GROUP BY s.store_id"),
+            Some(store_id),
+        )?;
+        Ok(found.pop())
+    }
+
+    fn delete_store(&self, store_id: &str) -> Result<bool, StorageError> {
+        self.write("deleting store", |w| {
+            // The events go with their row in one transaction; no append
+            // of this file can come between (one writer at a time).
+            let existed = w.execute("DELETE FROM stores WHERE store_id = ?1", [store_id])? > 0;
+            w.execute("DELETE FROM events WHERE store_id = ?1", [store_id])?;
+            if existed {
+                record_change(w, &self.instance, store_id, CHANGE_DELETE, "")?;
+            }
+            Ok(existed)
+        })
+    }
+
+    fn import(
+        &self,
+        store_id: &str,
+        backend_id: Option<&str>,
+        replace: bool,
+        events: &mut dyn Iterator<Item = Result<StoredEvent, String>>,
+    ) -> Result<u64, ImportError> {
+        const CONTEXT: &str = "importing a store";
+        self.check_files()?;
+        let w = self.writer.lock();
+        let sql = |e| ImportError::Storage(classify(&self.path, CONTEXT, e));
+        w.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+        let written = self
+            .import_in(&w, store_id, backend_id, replace, events)
+            .and_then(|n| w.execute_batch("COMMIT").map(|()| n).map_err(sql));
+        if written.is_err() && !w.is_autocommit() {
+            let _ = w.execute_batch("ROLLBACK");
+        }
+        written
+    }
+
+    fn schema_version(&self) -> Result<i64, StorageError> {
+        let r = self.reader()?;
+        user_version(r.conn(), &self.path)
+    }
+
+    /// Polls `PRAGMA data_version` on a read connection of its own every
+    /// 250 ms; when another connection committed, reads the `changes` rows
+    /// past the last one seen and delivers those of other processes. Down
+    /// (for `/health`) while it cannot read; back up, it resyncs.
+    fn watch(&self, deliver: Box<dyn Fn(Notice) + Send + Sync>) -> Option<Watch> {
+        let watch = Watch::default();
+        let watcher = Watcher {
+            path: self.path.clone(),
+            instance: self.instance.clone(),
+            watch: watch.clone(),
+            deliver,
+        };
+        // Positioned before returning: every change committed from here
+        // on is delivered.
+        let cursor = match Cursor::open(&self.path) {
+            Ok(c) => {
+                watch.set_up(true);
+                Some(c)
+            }
+            Err(e) => {
+                log::error!(
+                    "watching {} for changes: {e}; retrying",
+                    self.path.display()
+                );
+                None
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-watch".into())
+            .spawn(move || watcher.run(cursor));
+        if let Err(e) = spawned {
+            log::error!("cannot start the SQLite watch thread: {e}");
+        }
+        Some(watch)
     }
 
     /// The file is still where it was opened, a reader reads, and the
@@ -634,17 +831,296 @@ impl Storage for SqliteStorage {
     }
 }
 
+impl SqliteStorage {
+    /// Summaries by `sql` (a [`SUMMARY_SQL`] with `?1` the store id, if given).
+    fn summaries(
+        &self,
+        sql: &str,
+        store_id: Option<&str>,
+    ) -> Result<Vec<StoreSummary>, StorageError> {
+        let r = self.reader()?;
+        let rows = (|| {
+            let mut s = r.conn().prepare(sql)?;
+            let map = |row: &rusqlite::Row<'_>| {
+                Ok(StoreSummary {
+                    store_id: row.get(0)?,
+                    head: row.get(1)?,
+                    backend_id: row.get(2)?,
+                    events: row.get(3)?,
+                    bytes: row.get(4)?,
+                    last_write: row.get::<_, Option<i64>>(5)?.map(from_micros),
+                })
+            };
+            let rows: rusqlite::Result<Vec<StoreSummary>> = match store_id {
+                Some(id) => s.query_map([id], map)?.collect(),
+                None => s.query_map([], map)?.collect(),
+            };
+            rows
+        })();
+        rows.map_err(|e: rusqlite::Error| {
+            let e = classify(&self.path, "summarising stores", e);
+            r.discard();
+            e
+        })
+    }
+
+    /// The body of `import`, inside the transaction the caller commits or
+    /// rolls back.
+    fn import_in(
+        &self,
+        w: &Connection,
+        store_id: &str,
+        backend_id: Option<&str>,
+        replace: bool,
+        events: &mut dyn Iterator<Item = Result<StoredEvent, String>>,
+    ) -> Result<u64, ImportError> {
+        let sql = |e| ImportError::Storage(classify(&self.path, "importing a store", e));
+        let existing: Option<(i64, String)> = w
+            .query_row(META_SQL, [store_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(sql)?;
+        let has_events: bool = w
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE store_id = ?1)",
+                [store_id],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        let head = existing.as_ref().map_or(0, |e| e.0);
+        if (head > 0 || has_events) && !replace {
+            return Err(ImportError::NotEmpty { head });
+        }
+        if replace {
+            w.execute("DELETE FROM events WHERE store_id = ?1", [store_id])
+                .map_err(sql)?;
+        }
+        let mut chain = ImportChain::default();
+        {
+            let mut insert = w.prepare_cached(APPEND_EVENT_SQL).map_err(sql)?;
+            for item in events {
+                let stored = item.map_err(ImportError::Source)?;
+                chain.next(&stored.event)?;
+                let e = &stored.event;
+                insert
+                    .execute(rusqlite::params![
+                        store_id,
+                        e.seq_num,
+                        e.parent_seq_num,
+                        e.name,
+                        e.args.as_deref(),
+                        micros(stored.created_at),
+                        e.client_id,
+                        e.session_id,
+                    ])
+                    .map_err(sql)?;
+            }
+        }
+        let old_backend_id = existing.map(|e| e.1);
+        let backend_id = match (backend_id, &old_backend_id) {
+            (Some(given), _) => given.to_string(),
+            (None, Some(old)) if !replace => old.clone(),
+            _ => new_backend_id(),
+        };
+        w.execute(
+            "INSERT INTO stores (store_id, head, backend_id, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (store_id) DO UPDATE SET head = excluded.head, backend_id = excluded.backend_id",
+            rusqlite::params![store_id, chain.head(), backend_id, micros(SystemTime::now())],
+        )
+        .map_err(sql)?;
+        if replace || old_backend_id.as_deref() != Some(backend_id.as_str()) {
+            record_change(w, &self.instance, store_id, CHANGE_RESET, &backend_id).map_err(sql)?;
+        }
+        if chain.head() > 0 {
+            record_change(
+                w,
+                &self.instance,
+                store_id,
+                CHANGE_APPEND,
+                &chain.head().to_string(),
+            )
+            .map_err(sql)?;
+        }
+        Ok(chain.count())
+    }
+}
+
+/// Writes a `changes` row (in the caller's transaction) and prunes the
+/// rows older than [`CHANGES_KEPT`]; the new row is the newest, so it stays.
+fn record_change(
+    w: &Connection,
+    instance: &str,
+    store_id: &str,
+    kind: &str,
+    value: &str,
+) -> rusqlite::Result<()> {
+    let now = micros(SystemTime::now());
+    w.prepare_cached(
+        "INSERT INTO changes (instance, store_id, kind, value, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(rusqlite::params![instance, store_id, kind, value, now])?;
+    w.prepare_cached("DELETE FROM changes WHERE at < ?1")?
+        .execute([now - CHANGES_KEPT.as_micros() as i64])?;
+    Ok(())
+}
+
+/// A `changes` row as a notice; `None` for a kind this binary does not know.
+fn change_notice(kind: &str, store_id: String, value: String) -> Option<Notice> {
+    match kind {
+        CHANGE_RESET => Some(Notice::Reset {
+            store_id,
+            backend_id: value,
+        }),
+        CHANGE_DELETE => Some(Notice::Deleted { store_id }),
+        CHANGE_APPEND => Some(Notice::Appended {
+            store_id,
+            head: value.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+/// Where a watch is: its read connection, the `data_version` it last saw,
+/// and the last `changes` row it read.
+struct Cursor {
+    conn: Connection,
+    data_version: i64,
+    last: i64,
+}
+
+impl Cursor {
+    /// At the current end of `changes`.
+    fn open(path: &Path) -> Result<Cursor, StorageError> {
+        let conn = open_reader(path)?;
+        let e = |e| classify(path, "watching for changes", e);
+        // data_version first: a commit after it shows at the next poll.
+        let data_version = conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))
+            .map_err(e)?;
+        let last = conn
+            .query_row("SELECT coalesce(max(id), 0) FROM changes", [], |r| r.get(0))
+            .map_err(e)?;
+        Ok(Cursor {
+            conn,
+            data_version,
+            last,
+        })
+    }
+
+    /// The rows other connections committed since the last call: (instance,
+    /// store id, kind, value) in order. Reads `changes` only when
+    /// `data_version` moved.
+    fn poll(&mut self, path: &Path) -> Result<Vec<(String, String, String, String)>, StorageError> {
+        let e = |e| classify(path, "watching for changes", e);
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))
+            .map_err(e)?;
+        if version == self.data_version {
+            return Ok(Vec::new());
+        }
+        self.data_version = version;
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT id, instance, store_id, kind, value FROM changes WHERE id > ?1 ORDER BY id",
+            )
+            .map_err(e)?;
+        let rows = s
+            .query_map([self.last], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(e)?;
+        if let Some((id, _)) = rows.last() {
+            self.last = *id;
+        }
+        Ok(rows.into_iter().map(|(_, row)| row).collect())
+    }
+}
+
+/// The watch's thread: polls, delivers, and after a failure reopens with
+/// backoff and resyncs (what it missed meanwhile is not read row by row).
+struct Watcher {
+    path: PathBuf,
+    instance: String,
+    watch: Watch,
+    deliver: Box<dyn Fn(Notice) + Send + Sync>,
+}
+
+impl Watcher {
+    fn run(self, mut cursor: Option<Cursor>) {
+        let mut backoff = WATCH_POLL;
+        loop {
+            // In steps of one poll, so a stop is seen within one.
+            let mut pause = if cursor.is_some() {
+                WATCH_POLL
+            } else {
+                backoff
+            };
+            while !self.watch.is_stopped() && !pause.is_zero() {
+                let step = pause.min(WATCH_POLL);
+                std::thread::sleep(step);
+                pause -= step;
+            }
+            if self.watch.is_stopped() {
+                return;
+            }
+            let c = match cursor.as_mut() {
+                Some(c) => c,
+                None => match Cursor::open(&self.path) {
+                    Ok(c) => {
+                        log::info!("watching {} again; resyncing", self.path.display());
+                        backoff = WATCH_POLL;
+                        self.watch.set_up(true);
+                        (self.deliver)(Notice::Resync);
+                        cursor.insert(c)
+                    }
+                    Err(e) => {
+                        if self.watch.is_up() {
+                            log::error!("changes from other processes: {e}; retrying");
+                        }
+                        self.watch.set_up(false);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                },
+            };
+            match c.poll(&self.path) {
+                Ok(rows) => {
+                    for (instance, store_id, kind, value) in rows {
+                        if instance == self.instance {
+                            continue;
+                        }
+                        if let Some(notice) = change_notice(&kind, store_id, value) {
+                            (self.deliver)(notice);
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::error!("changes from other processes: {e}; retrying");
+                    self.watch.set_up(false);
+                    cursor = None;
+                }
+            }
+        }
+    }
+}
+
+fn user_version(c: &Connection, path: &Path) -> Result<i64, StorageError> {
+    c.pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| classify(path, "reading the schema version", e))
+}
+
 /// Applies the steps of `steps` the database at `conn` lacks, each in its
 /// own transaction with its `user_version`. Refuses a database whose
 /// version is newer than `steps` knows (written by a newer server).
 /// Public for the tests, which migrate over steps of their own.
 pub fn migrate(conn: &Connection, steps: &[&str], path: &Path) -> Result<(), StorageError> {
-    let version = |c: &Connection| -> Result<i64, StorageError> {
-        c.pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| classify(path, "reading the schema version", e))
-    };
     let known = steps.len() as i64;
-    let found = version(conn)?;
+    let found = user_version(conn, path)?;
     if found > known {
         return Err(StorageError(format!(
             "{} has schema version {found}, newer than this livestore-sync knows ({known}): \
@@ -701,9 +1177,18 @@ fn absolute(path: &Path) -> Result<PathBuf, StorageError> {
     Ok(dir.join(name))
 }
 
-/// Takes the exclusive lock on `<db>-lock` (creating it), or explains who
+/// The instance lock, as [`try_instance_lock`] found it.
+enum Lock {
+    /// Taken: held until the file is closed.
+    Held(File),
+    /// Another process holds it; `holder` is `", held by process N"` when
+    /// the file says so (for messages), else empty.
+    Busy { holder: String },
+}
+
+/// Takes the exclusive lock on `<db>-lock` (creating it), or says who
 /// holds it.
-fn take_instance_lock(db: &Path) -> Result<File, StorageError> {
+fn try_instance_lock(db: &Path) -> Result<Lock, StorageError> {
     let lock_path = lock_path(db);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -720,12 +1205,7 @@ fn take_instance_lock(db: &Path) -> Result<File, StorageError> {
                 .and_then(|s| s.trim().parse::<u32>().ok())
                 .map(|pid| format!(", held by process {pid}"))
                 .unwrap_or_default();
-            return Err(StorageError(format!(
-                "another livestore-sync is using {} (lock file {}{holder}); SQLite serves one \
-                 instance — for several instances use PostgreSQL, see README",
-                db.display(),
-                lock_path.display()
-            )));
+            return Ok(Lock::Busy { holder });
         }
         Err(std::fs::TryLockError::Error(e)) => {
             return Err(io_err(&lock_path, "cannot lock the lock file", e))
@@ -736,7 +1216,7 @@ fn take_instance_lock(db: &Path) -> Result<File, StorageError> {
     let _ = file
         .set_len(0)
         .and_then(|()| writeln!(file, "{}", std::process::id()));
-    Ok(file)
+    Ok(Lock::Held(file))
 }
 
 fn open_writer(path: &Path) -> Result<Connection, StorageError> {

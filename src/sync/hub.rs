@@ -67,8 +67,15 @@ impl Hub {
                 backend_id,
             } => {
                 if let Some(s) = self.loaded(&store_id) {
-                    log::info!("store {store_id:?} was reset by another instance");
+                    log::info!("store {store_id:?} was reset by another process");
                     s.reset_elsewhere(backend_id);
+                }
+                return;
+            }
+            Notice::Deleted { store_id } => {
+                if let Some(s) = self.loaded(&store_id) {
+                    log::info!("store {store_id:?} was deleted by another process");
+                    s.deleted_elsewhere();
                 }
                 return;
             }

@@ -537,11 +537,25 @@ impl Store {
         Self::close_all(&mut st);
     }
 
+    /// This store was deleted by another process: close every socket of the
+    /// store (clients reconnect) and forget its head and backend id; the
+    /// next use reads storage, which creates the store again, empty, with a
+    /// new backend id.
+    pub fn deleted_elsewhere(&self) {
+        let mut st = self.state.lock();
+        st.meta = None;
+        Self::close_all_with(&mut st, "store deleted");
+    }
+
     fn close_all(st: &mut State) {
+        Self::close_all_with(st, "store reset");
+    }
+
+    fn close_all_with(st: &mut State, reason: &'static str) {
         st.subs.clear();
         for (_, sink) in st.conns.drain() {
             // 4000+: application-defined. Clients reconnect on any close.
-            sink.close(4001, "store reset");
+            sink.close(4001, reason);
         }
     }
 
@@ -559,6 +573,20 @@ impl Store {
         on_reset();
         Self::close_all(&mut st);
         Ok(())
+    }
+
+    /// Deletes the store: its events and its row (other processes serving
+    /// it are told by the storage). `Ok(false)` when storage had no such
+    /// store. Like [`Store::reset`]: under the mutex, `on_deleted` runs
+    /// before every socket of the store is closed; the next use creates the
+    /// store again with a new backend id.
+    pub fn delete(&self, on_deleted: impl FnOnce()) -> Result<bool, StorageError> {
+        let mut st = self.state.lock();
+        let existed = self.storage.delete_store(&self.id)?;
+        st.meta = None;
+        on_deleted();
+        Self::close_all_with(&mut st, "store deleted");
+        Ok(existed)
     }
 
     pub fn info(&self) -> Result<StoreInfo, StorageError> {
@@ -877,6 +905,110 @@ mod tests {
             err,
             PushError::Chain(ChainError::WrongParent { head: 4, parent: 8 })
         ));
+    }
+
+    /// `n` events `1..=n` as an import reads them.
+    fn import_source(n: i64) -> impl Iterator<Item = Result<StoredEvent, String>> {
+        batch(1, n).into_iter().map(|event| {
+            Ok(StoredEvent {
+                event,
+                created_at: std::time::SystemTime::UNIX_EPOCH,
+            })
+        })
+    }
+
+    #[test]
+    fn a_delete_here_answers_first_then_closes_every_socket_and_forgets_the_store() {
+        let storage = Arc::new(MemStorage::default());
+        let hub = Hub::new(storage.clone(), Limits::default());
+        let store = hub.store("s");
+        store.push("p", batch(1, 3), None, || {}).unwrap();
+        let rec = recorder(64);
+        let _attached = store.attach(rec.0.clone()).unwrap();
+        let _follow = store.follow(rec.0.id(), rec.clone()).unwrap();
+        let closed_when_answered = std::cell::Cell::new(None);
+        let existed = store
+            .delete(|| closed_when_answered.set(Some(*rec.0.closed.lock())))
+            .unwrap();
+        assert!(existed);
+        assert_eq!(
+            closed_when_answered.get(),
+            Some(None),
+            "the requester hears of it before the sockets close"
+        );
+        assert_eq!(*rec.0.closed.lock(), Some(4001));
+        assert_eq!(storage.store_summary("s").unwrap().map(|s| s.head), None);
+        assert!(!store.in_use(), "no socket nor subscription left");
+        // The cached head is gone: the next use reads storage (here: what
+        // an import wrote meanwhile), not the 3 it had.
+        storage
+            .import("s", Some("NEW"), false, &mut import_source(2))
+            .unwrap();
+        let meta = store.meta().unwrap();
+        assert_eq!((meta.head, meta.backend_id.as_str()), (2, "NEW"));
+        // Deleting a store storage does not have says so.
+        storage.delete_store("s").unwrap();
+        assert!(!hub.store("s").delete(|| {}).unwrap());
+    }
+
+    #[test]
+    fn a_delete_elsewhere_closes_every_socket_and_reloads_the_store() {
+        let storage = Arc::new(MemStorage::default());
+        let hub = Hub::new(storage.clone(), Limits::default());
+        let store = hub.store("s");
+        store.push("p", batch(1, 3), None, || {}).unwrap();
+        let rec = recorder(64);
+        let _attached = store.attach(rec.0.clone()).unwrap();
+        let _follow = store.follow(rec.0.id(), rec.clone()).unwrap();
+        let other = recorder(64);
+        let _other = hub.store("t").attach(other.0.clone()).unwrap();
+        assert!(storage.delete_store("s").unwrap());
+        hub.apply(crate::storage::Notice::Deleted {
+            store_id: "s".into(),
+        });
+        assert_eq!(*rec.0.closed.lock(), Some(4001));
+        assert_eq!(store.info().unwrap().subscriptions, 0);
+        assert_eq!(*other.0.closed.lock(), None, "other stores untouched");
+        // Read again from storage: the store is there again, empty.
+        assert_eq!(store.meta().unwrap().head, 0);
+        store.push("p", batch(1, 1), None, || {}).unwrap();
+        // A store this process does not have is not loaded by a notice.
+        hub.apply(crate::storage::Notice::Deleted {
+            store_id: "nobody".into(),
+        });
+        assert!(hub.loaded("nobody").is_none());
+    }
+
+    #[test]
+    fn an_import_elsewhere_resets_then_delivers_the_new_log() {
+        let storage = Arc::new(MemStorage::default());
+        let hub = Hub::new(storage.clone(), Limits::default());
+        let store = hub.store("s");
+        store.push("p", batch(1, 3), None, || {}).unwrap();
+        let rec = recorder(64);
+        let _attached = store.attach(rec.0.clone()).unwrap();
+        let _follow = store.follow(rec.0.id(), rec.clone()).unwrap();
+        // What an import with `replace` tells the other processes.
+        storage
+            .import("s", Some("NEW"), true, &mut import_source(5))
+            .unwrap();
+        hub.apply(crate::storage::Notice::Reset {
+            store_id: "s".into(),
+            backend_id: "NEW".into(),
+        });
+        assert_eq!(*rec.0.closed.lock(), Some(4001));
+        hub.apply(crate::storage::Notice::Appended {
+            store_id: "s".into(),
+            head: 5,
+        });
+        let meta = store.meta().unwrap();
+        assert_eq!((meta.head, meta.backend_id.as_str()), (5, "NEW"));
+        // A new subscriber gets what follows; a push continues the new log.
+        let rec2 = recorder(64);
+        let _follow2 = store.follow(rec2.0.id(), rec2.clone()).unwrap();
+        store.push("p", batch(6, 1), Some("NEW"), || {}).unwrap();
+        assert_eq!(*rec2.1.lock(), vec![vec![6]]);
+        assert!(rec.1.lock().is_empty(), "the closed socket got nothing");
     }
 
     #[test]

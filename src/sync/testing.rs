@@ -12,8 +12,8 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 
 use super::sink::{ConnId, Gone, Msg, Sink};
-use crate::model::{ev, Event, StoreMeta, StoredEvent};
-use crate::storage::{AppendError, Storage, StorageError};
+use crate::model::{ev, new_backend_id, Event, StoreMeta, StoredEvent};
+use crate::storage::{AppendError, ImportChain, ImportError, Storage, StorageError, StoreSummary};
 
 /// Each store's log and backend id in memory.
 #[derive(Default)]
@@ -110,6 +110,73 @@ impl Storage for MemStorage {
     }
     fn health(&self) -> Result<(), StorageError> {
         Ok(())
+    }
+    fn list_stores(&self) -> Result<Vec<StoreSummary>, StorageError> {
+        let stores = self.stores.lock();
+        let mut ids: Vec<&String> = stores.keys().collect();
+        ids.sort();
+        Ok(ids.into_iter().map(|id| summary(id, &stores[id])).collect())
+    }
+    fn store_summary(&self, id: &str) -> Result<Option<StoreSummary>, StorageError> {
+        Ok(self.stores.lock().get(id).map(|s| summary(id, s)))
+    }
+    fn delete_store(&self, id: &str) -> Result<bool, StorageError> {
+        Ok(self.stores.lock().remove(id).is_some())
+    }
+    fn import(
+        &self,
+        id: &str,
+        backend_id: Option<&str>,
+        replace: bool,
+        events: &mut dyn Iterator<Item = Result<StoredEvent, String>>,
+    ) -> Result<u64, ImportError> {
+        let mut stores = self.stores.lock();
+        let existing = stores.get(id);
+        if let Some(last) = existing.and_then(|(log, _)| log.last()) {
+            if !replace {
+                return Err(ImportError::NotEmpty {
+                    head: last.event.seq_num,
+                });
+            }
+        }
+        // Nothing is stored until every event passed.
+        let mut chain = ImportChain::default();
+        let mut log = Vec::new();
+        for item in events {
+            let e = item.map_err(ImportError::Source)?;
+            chain.next(&e.event)?;
+            log.push(e);
+        }
+        let backend_id = match (backend_id, existing) {
+            (Some(given), _) => given.to_string(),
+            (None, Some((_, old))) if !replace => old.clone(),
+            _ => new_backend_id(),
+        };
+        stores.insert(id.to_string(), (log, backend_id));
+        Ok(chain.count())
+    }
+    fn schema_version(&self) -> Result<i64, StorageError> {
+        Ok(1)
+    }
+}
+
+fn summary(id: &str, (log, backend_id): &(Vec<StoredEvent>, String)) -> StoreSummary {
+    StoreSummary {
+        store_id: id.to_string(),
+        head: log.last().map_or(0, |e| e.event.seq_num),
+        events: log.len() as i64,
+        bytes: log
+            .iter()
+            .map(|e| {
+                let e = &e.event;
+                (e.name.len()
+                    + e.args.as_ref().map_or(0, |a| a.len())
+                    + e.client_id.len()
+                    + e.session_id.len()) as i64
+            })
+            .sum(),
+        last_write: log.iter().map(|e| e.created_at).max(),
+        backend_id: backend_id.clone(),
     }
 }
 

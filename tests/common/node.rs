@@ -2,6 +2,8 @@
 //! `makeHttpSync`) run headless in Node (`tests/e2e/`): installing them, running them against a
 //! server or a proxy in front of several, and checking what they and the database end up with.
 //! Used by `tests/real_clients.rs` (one server) and `tests/proxy.rs` (instances behind a proxy).
+//! Also the real `@livestore/cli` 0.4.0 (`tests/e2e/cli`): its `sync import --dry-run` check of an
+//! export file, and its export's pretty-printed form (`tests/livestore_cli.rs`).
 //!
 //! When a client folder has no installed `node_modules`, `prepare_clients` runs
 //! `npm ci --no-audit --no-fund` there itself (once, serialized). Node >= 20 and npm must be on the
@@ -12,8 +14,8 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,23 +104,26 @@ pub fn tool_version(tool: &str) -> Result<String, String> {
 /// Checks node and npm, and installs the client folder's `node_modules` from its lockfile if
 /// needed. Serialized by a static mutex so that parallel tests do not run `npm ci` concurrently.
 pub fn prepare_clients(gen: &str) {
+    npm_ci_once(
+        &e2e_dir(gen),
+        "@livestore/sync-cf",
+        "the real-client e2e tests",
+    );
+}
+
+/// Runs `npm ci --no-audit --no-fund` in `dir` unless its `node_modules` is installed (npm's
+/// `.package-lock.json` and `marker_package` are there). Fails, never skips, without Node >= 20
+/// and npm; `who` names the tests that need them. One install at a time in this process.
+pub fn npm_ci_once(dir: &Path, marker_package: &str, who: &str) {
     static NPM: Mutex<()> = Mutex::new(());
     let _guard = NPM.lock().unwrap_or_else(|e| e.into_inner());
 
-    require_node("the real-client e2e tests");
+    require_node(who);
 
-    let dir = e2e_dir(gen);
     // npm writes node_modules/.package-lock.json at the end of a successful install.
-    let installed = dir
-        .join("node_modules")
-        .join(".package-lock.json")
-        .is_file()
-        && dir
-            .join("node_modules")
-            .join("@livestore")
-            .join("sync-cf")
-            .join("package.json")
-            .is_file();
+    let modules = dir.join("node_modules");
+    let installed = modules.join(".package-lock.json").is_file()
+        && modules.join(marker_package).join("package.json").is_file();
     if installed {
         return;
     }
@@ -129,13 +134,13 @@ pub fn prepare_clients(gen: &str) {
         )
     });
     eprintln!(
-        "real_clients: running `npm ci --no-audit --no-fund` in {} (npm {npm})",
+        "running `npm ci --no-audit --no-fund` in {} (npm {npm})",
         dir.display()
     );
     let started = Instant::now();
     let out = Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
+        .current_dir(dir)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run npm ci in {}: {e}", dir.display()));
@@ -147,11 +152,91 @@ pub fn prepare_clients(gen: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!(
-        "real_clients: npm ci in {} took {:?}",
-        dir.display(),
-        started.elapsed()
+    eprintln!("npm ci in {} took {:?}", dir.display(), started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real `@livestore/cli` 0.4.0 (tests/e2e/cli)
+// ---------------------------------------------------------------------------------------------
+
+/// Installs `tests/e2e/cli` (the real `@livestore/cli` 0.4.0) if needed.
+pub fn prepare_livestore_cli() {
+    npm_ci_once(
+        &e2e_dir("cli"),
+        "@livestore/cli",
+        "the @livestore/cli checks",
     );
+}
+
+/// `livestore sync import --dry-run FILE --store-id STORE_ID`: LiveStore's own check of an export
+/// file (their `ExportFileSchema`, and the store id unless `--force`), without connecting
+/// anywhere. Exit code 0 when accepted; its stdout then says how many events
+/// ([`dry_run_count`]). Installs the CLI first if needed.
+///
+/// `--config` is required but never loaded in a dry run (`commands/import-export.ts` returns
+/// before it connects), so a path that does not exist is given: if a later CLI loads it, this
+/// fails loudly instead of checking against some backend.
+pub fn livestore_cli_dry_run(path: &Path, store_id: &str) -> Output {
+    prepare_livestore_cli();
+    let dir = e2e_dir("cli");
+    Command::new("node")
+        .arg(dir.join("node_modules/@livestore/cli/dist/bin.js"))
+        .args(["sync", "import", "--dry-run", "--config"])
+        .arg(dir.join("not-loaded-in-dry-run.mjs"))
+        .arg("--store-id")
+        .arg(store_id)
+        .arg(path)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node for `livestore sync import --dry-run`")
+}
+
+/// The count in a successful dry run's "Dry run complete. N events would be imported."
+pub fn dry_run_count(out: &Output) -> Option<u64> {
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("Dry run complete. ")?
+            .strip_suffix(" events would be imported.")?
+            .parse()
+            .ok()
+    })
+}
+
+/// A dry run's exit code, stdout and stderr, for assertion messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Writes `out` as `livestore sync export` writes a file (their `ExportFileSchema`, their
+/// pretty-printing; `tests/e2e/cli/pretty-export.mjs`) from `data`, an export's JSON with the
+/// events to put in it. Returns, per event, the `JSON.stringify(args)` Node gives (`None` for an
+/// event without args): the text a LiveStore client compares. Panics if Node refuses `data`.
+pub fn livestore_cli_pretty_export(data: &Path, out: &Path) -> Vec<Option<String>> {
+    prepare_livestore_cli();
+    let run = Command::new("node")
+        .arg("pretty-export.mjs")
+        .arg(data)
+        .arg(out)
+        .current_dir(e2e_dir("cli"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node pretty-export.mjs");
+    assert!(
+        run.status.success(),
+        "pretty-export.mjs failed\n{}",
+        output_text(&run)
+    );
+    String::from_utf8(run.stdout)
+        .expect("utf-8 from node")
+        .lines()
+        .map(|l| (l != "<absent>").then(|| l.to_string()))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

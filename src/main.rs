@@ -13,28 +13,30 @@ use livestore_sync::storage::{self, Backend};
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     // `livestore-sync stores list`, `export`, …: the operator's commands.
-    if args.first().is_some_and(|a| livestore_sync::cli::is_command(a)) {
+    if args
+        .first()
+        .is_some_and(|a| livestore_sync::cli::is_command(a))
+    {
         return livestore_sync::cli::run(args);
     }
     if args.first().is_some_and(|a| a == "serve") {
         args.remove(0);
     }
-    let config =
-        match Config::from_env_and_args(|k| std::env::var(k).ok(), args) {
-            Ok(Cli::Run(c)) => *c,
-            Ok(Cli::Help(text)) => {
-                print!("{text}\n{}", livestore_sync::cli::SUMMARY);
-                return ExitCode::SUCCESS;
-            }
-            Ok(Cli::Version) => {
-                println!("livestore-sync {}", env!("CARGO_PKG_VERSION"));
-                return ExitCode::SUCCESS;
-            }
-            Err(e) => {
-                eprintln!("livestore-sync: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let config = match Config::from_env_and_args(|k| std::env::var(k).ok(), args) {
+        Ok(Cli::Run(c)) => *c,
+        Ok(Cli::Help(text)) => {
+            print!("{text}\n{}", livestore_sync::cli::SUMMARY);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Cli::Version) => {
+            println!("livestore-sync {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("livestore-sync: {e}");
+            return ExitCode::from(2);
+        }
+    };
     livestore_sync::logger::init(config.log_level);
     for name in config.default_secrets_in_use() {
         log::warn!("!!! {name} has its well-known default value: anyone can use this server. Set {name} before exposing it. !!!");

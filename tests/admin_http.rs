@@ -11,7 +11,10 @@ use serde_json::Value;
 const SECRET: &str = "a-long-admin-secret-for-the-test";
 
 fn start(log: &EventLog, secret: &str) -> ServerProcess {
-    ServerProcess::start(&log.url(), &["--auth-token", TOKEN, "--admin-secret", secret])
+    ServerProcess::start(
+        &log.url(),
+        &["--auth-token", TOKEN, "--admin-secret", secret],
+    )
 }
 
 fn admin(srv: &ServerProcess, method: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
@@ -46,26 +49,56 @@ fn the_admin_api_needs_the_bearer_secret() {
     for (headers, why) in [
         (vec![], "no header"),
         (vec![("Authorization", "Bearer wrong")], "wrong secret"),
-        (vec![("Authorization", "Bearer a-long-admin-secret-for-the-tes")], "a prefix"),
+        (
+            vec![("Authorization", "Bearer a-long-admin-secret-for-the-tes")],
+            "a prefix",
+        ),
         (vec![("Authorization", SECRET)], "no scheme"),
-        (vec![("Authorization", "Basic YWRtaW46YWRtaW4=")], "another scheme"),
+        (
+            vec![("Authorization", "Basic YWRtaW46YWRtaW4=")],
+            "another scheme",
+        ),
     ] {
         let (status, h, body) = http(srv.addr, "GET", "/admin/stores", &headers, "");
         assert_eq!(status, 401, "{why}: {body}");
-        assert!(header(&h, "www-authenticate").unwrap().starts_with("Bearer"), "{why}");
+        assert!(
+            header(&h, "www-authenticate")
+                .unwrap()
+                .starts_with("Bearer"),
+            "{why}"
+        );
     }
     // Never in the URL.
-    let (status, _, _) = http(srv.addr, "GET", &format!("/admin/stores?secret={SECRET}"), &[], "");
+    let (status, _, _) = http(
+        srv.addr,
+        "GET",
+        &format!("/admin/stores?secret={SECRET}"),
+        &[],
+        "",
+    );
     assert_eq!(status, 401);
     let (status, _, body) = admin(&srv, "GET", "/admin/stores");
     assert_eq!(status, 200, "{body}");
     // `bearer` is case-insensitive (RFC 6750 uses the auth-scheme rules).
     let lower = format!("bearer {SECRET}");
-    assert_eq!(http(srv.addr, "GET", "/admin/stores", &[("Authorization", &lower)], "").0, 200);
+    assert_eq!(
+        http(
+            srv.addr,
+            "GET",
+            "/admin/stores",
+            &[("Authorization", &lower)],
+            ""
+        )
+        .0,
+        200
+    );
     // The secret never reaches the log, not even from refused requests.
     std::thread::sleep(Duration::from_millis(200));
     assert!(!srv.logged(SECRET), "the admin secret was logged");
-    assert!(srv.logged("refused admin GET /admin/stores"), "refusals are logged");
+    assert!(
+        srv.logged("refused admin GET /admin/stores"),
+        "refusals are logged"
+    );
 }
 
 #[test]
@@ -74,7 +107,13 @@ fn the_admin_api_is_off_while_the_secret_is_the_default() {
     let log = EventLog::from_env("admin-http-default");
     let srv = ServerProcess::start(&log.url(), &[]);
     let auth = format!("Bearer {}", livestore_sync::config::DEFAULT_ADMIN_SECRET);
-    let (status, _, body) = http(srv.addr, "GET", "/admin/stores", &[("Authorization", &auth)], "");
+    let (status, _, body) = http(
+        srv.addr,
+        "GET",
+        "/admin/stores",
+        &[("Authorization", &auth)],
+        "",
+    );
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("ADMIN_SECRET"), "{body}");
 }
@@ -117,11 +156,17 @@ fn list_info_reset_delete_and_export_over_http() {
     assert_eq!(file["storeId"], "a/b c");
     assert_eq!(file["eventCount"], 4);
     let raw = dechunk(&body);
-    assert!(raw.contains(&args_text(3, "A")), "args byte for byte: {raw}");
+    assert!(
+        raw.contains(&args_text(3, "A")),
+        "args byte for byte: {raw}"
+    );
     let (_, _, body) = admin(&srv, "GET", "/admin/stores/other/export?format=ndjson");
     let nd = dechunk(&body);
     assert_eq!(nd.lines().count(), 3, "{nd}");
-    assert_eq!(admin(&srv, "GET", "/admin/stores/other/export?format=xml").0, 400);
+    assert_eq!(
+        admin(&srv, "GET", "/admin/stores/other/export?format=xml").0,
+        400
+    );
 
     // Reset: the answer names the new backend id; the store's socket closes,
     // the other store's does not.
@@ -130,7 +175,10 @@ fn list_info_reset_delete_and_export_over_http() {
     let r = json(&body);
     assert_eq!(r["deletedEvents"], 4);
     assert_eq!(a.expect_close(), Some(4001));
-    assert_eq!(log.store_row("a/b c"), (0, r["backendId"].as_str().unwrap().to_string()));
+    assert_eq!(
+        log.store_row("a/b c"),
+        (0, r["backendId"].as_str().unwrap().to_string())
+    );
     other.ping_v03();
 
     // Delete.

@@ -12,7 +12,7 @@ const ROOMS: &[(&str, &[&str])] = &[
     ("timefmt", &[]),
     ("config", &[]),
     ("logger", &["timefmt"]),
-    ("storage", &["model"]),
+    ("storage", &["model", "timefmt"]),
     ("archive", &["model", "timefmt"]),
     ("protocol", &["model", "timefmt"]),
     ("sync", &["model", "storage", "timefmt"]),
@@ -20,9 +20,11 @@ const ROOMS: &[(&str, &[&str])] = &[
     (
         "server",
         &[
-            "session", "protocol", "sync", "storage", "model", "config", "timefmt",
+            "session", "protocol", "sync", "storage", "archive", "model", "config", "timefmt",
         ],
     ),
+    // The operator's commands: storage and files, never the server or the core.
+    ("cli", &["archive", "storage", "model", "config", "timefmt"]),
 ];
 
 /// The room a file belongs to: its first path component under `src/`

@@ -92,7 +92,10 @@ fn a_reset_from_the_command_line_closes_the_store_sockets_and_only_those(log: Ev
     // The 0.4 client reconnects and is told the new backend id, with no events.
     let (_again, new_bid, batch) = v04_live(&srv, "s");
     assert_ne!(new_bid, bid);
-    assert!(out.contains(&new_bid), "the server serves the id the command set: {out}");
+    assert!(
+        out.contains(&new_bid),
+        "the server serves the id the command set: {out}"
+    );
     assert!(batch.is_empty());
     // Another store's socket is untouched.
     elsewhere.ping_v03();

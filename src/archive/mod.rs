@@ -148,7 +148,7 @@ fn check_next(prev: i64, first: bool, e: &Event) -> Result<(), ArchiveError> {
 
 /// `raw` (valid JSON) without the whitespace outside strings: what `JSON.stringify` gives for the
 /// value, key order and number spelling untouched.
-fn compact_json(raw: &str) -> Cow<'_, str> {
+pub fn compact_json(raw: &str) -> Cow<'_, str> {
     if !raw
         .bytes()
         .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))

@@ -50,14 +50,22 @@ pub(super) fn inspect(
         let e = e?.event;
         f.events += 1;
         let seq = e.seq_num;
-        if seq != previous + 1 {
-            if seq > previous + 1 {
-                f.add(format!("events e{}..e{} are missing", previous + 1, seq - 1));
-            } else {
+        // A gap is one finding; a parent that does not point at the event
+        // before it (the previous one, or seq - 1 after a gap) is another.
+        let expected_parent = if seq > previous + 1 {
+            f.add(format!(
+                "events e{}..e{} are missing",
+                previous + 1,
+                seq - 1
+            ));
+            seq - 1
+        } else {
+            if seq <= previous {
                 f.add(format!("e{seq} comes after e{previous}"));
             }
-        }
-        if e.parent_seq_num != previous {
+            previous
+        };
+        if e.parent_seq_num != expected_parent {
             f.add(format!(
                 "e{seq} has parent e{} but follows e{previous}",
                 e.parent_seq_num
@@ -81,11 +89,7 @@ pub(super) fn run(storage: &dyn Storage, ids: &[String], json: bool) -> Result<E
         storage.list_stores()?.into_iter().map(Ok).collect()
     } else {
         ids.iter()
-            .map(|id| {
-                Ok(storage
-                    .store_summary(id)?
-                    .ok_or_else(|| id.clone()))
-            })
+            .map(|id| Ok(storage.store_summary(id)?.ok_or_else(|| id.clone())))
             .collect::<Result<_, StorageError>>()?
     };
     let mut bad = 0;
@@ -101,7 +105,8 @@ pub(super) fn run(storage: &dyn Storage, ids: &[String], json: bool) -> Result<E
             Ok(s) => {
                 let progress = Progress::new(s.head.max(0) as u64, &s.store_id);
                 // Everything stored, past the head too.
-                let events = LogReader::new(storage, &s.store_id, i64::MAX).inspect(|_| progress.inc(1));
+                let events =
+                    LogReader::new(storage, &s.store_id, i64::MAX).inspect(|_| progress.inc(1));
                 let f = inspect(s.head, &s.backend_id, events)?;
                 progress.finish();
                 (s.store_id.clone(), f)
@@ -183,6 +188,13 @@ mod tests {
         assert_eq!(
             problems(2, vec![ev(1, 0), ev(2, 0)]),
             ["e2 has parent e0 but follows e1"]
+        );
+        assert_eq!(
+            problems(4, vec![ev(1, 0), ev(4, 1)]),
+            [
+                "events e2..e3 are missing",
+                "e4 has parent e1 but follows e1"
+            ]
         );
         assert_eq!(
             problems(3, vec![ev(1, 0), ev(2, 1)]),

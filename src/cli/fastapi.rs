@@ -20,7 +20,6 @@ use crate::storage::{ImportError, Storage};
 
 pub(super) struct Options {
     pub map: Option<PathBuf>,
-    pub dry_run: bool,
     pub replace: bool,
 }
 
@@ -188,8 +187,11 @@ pub(super) fn run(
 ) -> Result<ExitCode, Failed> {
     let map = read_map(&options.map)?;
     let described = crate::storage::Backend::Postgres(from.to_string()).describe();
-    let mut client = postgres::Client::connect(from, postgres::NoTls)
-        .map_err(|e| Failed(format!("cannot connect to the FastAPI database ({described}): {e}")))?;
+    let mut client = postgres::Client::connect(from, postgres::NoTls).map_err(|e| {
+        Failed(format!(
+            "cannot connect to the FastAPI database ({described}): {e}"
+        ))
+    })?;
     let plan = plan(list_tables(&mut client)?, &map);
     for (table, why) in &plan.skipped {
         println!("skipped    {table}: {why}");
@@ -221,7 +223,11 @@ pub(super) fn run(
         "{} tables: {} {}, {failed} failed or colliding",
         plan.imports.len() + plan.collisions.len(),
         plan.imports.len() - (failed - plan.collisions.len()),
-        if target.is_some() { "copied" } else { "to copy" }
+        if target.is_some() {
+            "copied"
+        } else {
+            "to copy"
+        }
     );
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -271,7 +277,11 @@ fn copy_table(
                 seq_num: row.get(0),
                 parent_seq_num: row.get(1),
                 name: row.get(2),
-                args: args.map(|a| crate::archive::compact_json(&a).into_boxed_str()),
+                args: args.map(|a| {
+                    crate::archive::compact_json(&a)
+                        .into_owned()
+                        .into_boxed_str()
+                }),
                 client_id: row.get(5),
                 session_id: row.get(6),
             },
@@ -311,7 +321,13 @@ mod tests {
     fn table_names_and_sanitising() {
         assert_eq!(parse_table_name("eventlog_7_my_app"), Some((7, "my_app")));
         assert_eq!(parse_table_name("eventlog_12_x"), Some((12, "x")));
-        for bad in ["eventlog_x_y", "eventlog__y", "eventlog_7_", "events", "eventlog_7"] {
+        for bad in [
+            "eventlog_x_y",
+            "eventlog__y",
+            "eventlog_7_",
+            "events",
+            "eventlog_7",
+        ] {
             assert_eq!(parse_table_name(bad), None, "{bad}");
         }
         // The reference implementation's own example (0.3 spec).
@@ -327,7 +343,12 @@ mod tests {
         ]
         .into();
         let p = plan(
-            vec![t("eventlog_6_a_b"), t("eventlog_7_a_b"), t("eventlog_7_plain"), t("eventlog_7_c_d")],
+            vec![
+                t("eventlog_6_a_b"),
+                t("eventlog_7_a_b"),
+                t("eventlog_7_plain"),
+                t("eventlog_7_c_d"),
+            ],
             &map,
         );
         let imports: Vec<(&str, &str)> = p
@@ -343,7 +364,10 @@ mod tests {
                 ("eventlog_7_plain", "plain")
             ]
         );
-        assert!(p.skipped.iter().any(|(n, why)| n == "eventlog_6_a_b" && why.contains("older")));
+        assert!(p
+            .skipped
+            .iter()
+            .any(|(n, why)| n == "eventlog_6_a_b" && why.contains("older")));
         assert!(p.skipped.iter().any(|(n, _)| n == "eventlog_7_gone"));
         // c_d was guessed; a-b was mapped and is consistent.
         assert_eq!(p.guessed.len(), 1, "{:?}", p.guessed);

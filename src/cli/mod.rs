@@ -262,11 +262,11 @@ fn execute(tool: Tool) -> Result<ExitCode, Failed> {
         } => {
             let source = open_url(&from)?;
             let target = open_url(&to)?;
-            return Ok(transfer::copy(&*source, &*target, &stores, replace)?);
+            return transfer::copy(&*source, &*target, &stores, replace);
         }
         Command::Check { ids, json } => {
             let storage = open(&db)?;
-            return Ok(check::run(&*storage, &ids, json)?);
+            return check::run(&*storage, &ids, json);
         }
         Command::Migrate => {
             let (storage, description) = open_described(&db)?;
@@ -282,12 +282,9 @@ fn execute(tool: Tool) -> Result<ExitCode, Failed> {
             replace,
         } => {
             let target = if dry_run { None } else { Some(open(&db)?) };
-            let options = fastapi::Options {
-                map,
-                dry_run,
-                replace,
-            };
-            return Ok(fastapi::run(&from, target.as_deref(), &options)?);
+            // A dry run opens no target: `run` only lists the plan.
+            let options = fastapi::Options { map, replace };
+            return fastapi::run(&from, target.as_deref(), &options);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -358,8 +355,16 @@ mod tests {
     #[test]
     fn flags_parse() {
         let t = Tool::try_parse_from([
-            "x", "copy", "--from", "sqlite:a.db", "--to", "postgres://h/d", "--store", "a",
-            "--store", "b",
+            "x",
+            "copy",
+            "--from",
+            "sqlite:a.db",
+            "--to",
+            "postgres://h/d",
+            "--store",
+            "a",
+            "--store",
+            "b",
         ])
         .unwrap();
         match t.command {

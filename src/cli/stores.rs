@@ -10,7 +10,7 @@ pub(super) fn run(storage: &dyn Storage, cmd: StoresCommand) -> Result<(), Faile
         StoresCommand::List { json } => {
             let stores = storage.list_stores()?;
             if json {
-                let all: Vec<_> = stores.iter().map(to_json).collect();
+                let all: Vec<_> = stores.iter().map(StoreSummary::to_json).collect();
                 println!("{}", serde_json::Value::Array(all));
             } else {
                 print!("{}", table(&stores));
@@ -19,7 +19,7 @@ pub(super) fn run(storage: &dyn Storage, cmd: StoresCommand) -> Result<(), Faile
         StoresCommand::Info { id, json } => {
             let s = summary(storage, &id)?;
             if json {
-                println!("{}", to_json(&s));
+                println!("{}", s.to_json());
             } else {
                 println!("store:      {}", s.store_id);
                 println!("head:       {}", s.head);
@@ -62,17 +62,6 @@ fn last_write(s: &StoreSummary) -> String {
     s.last_write.map(iso8601).unwrap_or_else(|| "-".into())
 }
 
-pub(super) fn to_json(s: &StoreSummary) -> serde_json::Value {
-    serde_json::json!({
-        "storeId": s.store_id,
-        "head": s.head,
-        "events": s.events,
-        "bytes": s.bytes,
-        "lastWrite": s.last_write.map(iso8601),
-        "backendId": s.backend_id,
-    })
-}
-
 /// Aligned columns; store ids are printed as JSON strings so that spaces
 /// and control characters in them stay visible.
 fn table(stores: &[StoreSummary]) -> String {
@@ -89,7 +78,14 @@ fn table(stores: &[StoreSummary]) -> String {
             ]
         })
         .collect();
-    let header = ["STORE", "HEAD", "EVENTS", "BYTES", "LAST WRITE", "BACKEND ID"];
+    let header = [
+        "STORE",
+        "HEAD",
+        "EVENTS",
+        "BYTES",
+        "LAST WRITE",
+        "BACKEND ID",
+    ];
     let mut widths = header.map(str::len);
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {

@@ -132,7 +132,8 @@ pub(super) fn export(
 }
 
 fn flush(mut out: Box<dyn Write>) -> Result<(), Failed> {
-    out.flush().map_err(|e| Failed(format!("writing the export: {e}")))
+    out.flush()
+        .map_err(|e| Failed(format!("writing the export: {e}")))
 }
 
 fn partial_name(path: &Path) -> PathBuf {
@@ -167,12 +168,8 @@ pub(super) fn import(
         }
     };
     let expected = (!options.force).then_some(id);
-    let header = archive::validate(source.open()?, expected).map_err(|e| {
-        Failed(format!(
-            "{}: {e}; nothing was imported",
-            source.name()
-        ))
-    })?;
+    let header = archive::validate(source.open()?, expected)
+        .map_err(|e| Failed(format!("{}: {e}; nothing was imported", source.name())))?;
     if let Some(existing) = storage.store_summary(id)? {
         if existing.events > 0 && !options.replace {
             return Err(Failed(format!(
@@ -211,9 +208,9 @@ pub(super) fn import(
 
 fn import_failed(id: &str, e: ImportError) -> Failed {
     let why = match e {
-        ImportError::NotEmpty { head } => format!(
-            "store {id:?} is not empty (head {head}); use --replace to overwrite it"
-        ),
+        ImportError::NotEmpty { head } => {
+            format!("store {id:?} is not empty (head {head}); use --replace to overwrite it")
+        }
         ImportError::Chain(m) => format!("the events do not chain: {m}"),
         ImportError::Source(m) => m,
         ImportError::Storage(e) => e.to_string(),
@@ -229,9 +226,11 @@ enum Source {
 impl Source {
     fn open(&self) -> Result<Box<dyn BufRead>, Failed> {
         Ok(match self {
-            Source::File(p) => Box::new(BufReader::new(
-                File::open(p).map_err(|e| Failed(format!("cannot open {}: {e}", p.display())))?,
-            )),
+            Source::File(p) => {
+                Box::new(BufReader::new(File::open(p).map_err(|e| {
+                    Failed(format!("cannot open {}: {e}", p.display()))
+                })?))
+            }
             Source::Memory(b) => Box::new(std::io::Cursor::new(b.clone())),
         })
     }
@@ -247,15 +246,22 @@ impl Source {
 /// What `copy` did with one store.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Copied {
-    Copied(u64),
+    Whole(u64),
+    /// The target held the start of this log (an earlier copy); it now
+    /// holds all of it: (events before, events now).
+    Caught {
+        from: i64,
+        to: u64,
+    },
     /// The target already holds exactly these events and backendId.
     Identical,
 }
 
 /// `copy --from --to [--store ID…]`: per store all or nothing (one import
-/// transaction); a store the target already holds identically is skipped,
-/// so a rerun after a failure copies only what is missing. The backendId
-/// moves with the store, so clients do not notice the move.
+/// transaction); a store the target already holds identically is skipped
+/// and one it holds the start of (an earlier copy) is brought up to date,
+/// so a rerun copies only what is missing or new. The backendId moves with
+/// the store, so clients do not notice the move.
 pub(super) fn copy(
     source: &dyn Storage,
     target: &dyn Storage,
@@ -274,7 +280,10 @@ pub(super) fn copy(
     let mut failed = 0;
     for id in &ids {
         match copy_store(source, target, id, replace) {
-            Ok(Copied::Copied(n)) => println!("copied     {id:?}: {n} events"),
+            Ok(Copied::Whole(n)) => println!("copied     {id:?}: {n} events"),
+            Ok(Copied::Caught { from, to }) => {
+                println!("updated    {id:?}: {from} -> {to} events")
+            }
             Ok(Copied::Identical) => println!("identical  {id:?}: skipped"),
             Err(Failed(e)) => {
                 failed += 1;
@@ -301,11 +310,19 @@ pub(super) fn copy_store(
     replace: bool,
 ) -> Result<Copied, Failed> {
     let s = summary(source, id)?;
+    let mut behind = None;
     if let Some(t) = target.store_summary(id)? {
-        if t.head == s.head && t.backend_id == s.backend_id && same_log(source, target, id, s.head)? {
+        let same_start = t.backend_id == s.backend_id
+            && t.head <= s.head
+            && t.events == t.head
+            && same_log(source, target, id, t.head)?;
+        if same_start && t.head == s.head {
             return Ok(Copied::Identical);
         }
-        if t.events > 0 && !replace {
+        if same_start {
+            // An earlier copy of this store, which has grown since.
+            behind = Some(t.head);
+        } else if t.events > 0 && !replace {
             return Err(Failed(format!(
                 "the target holds other events (head {}, backendId {}); nothing copied. \
                  Use --replace to overwrite it",
@@ -318,11 +335,20 @@ pub(super) fn copy_store(
         progress.inc(1);
         r.map_err(|e| e.to_string())
     });
+    // Rewritten whole, in one transaction, with the source's backendId.
     let n = target
-        .import(id, Some(&s.backend_id), replace, &mut events)
+        .import(
+            id,
+            Some(&s.backend_id),
+            replace || behind.is_some(),
+            &mut events,
+        )
         .map_err(|e| import_failed(id, e))?;
     progress.finish();
-    Ok(Copied::Copied(n))
+    Ok(match behind {
+        Some(from) => Copied::Caught { from, to: n },
+        None => Copied::Whole(n),
+    })
 }
 
 /// Both logs hold the same events `1..=head` (created_at included).

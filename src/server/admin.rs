@@ -20,7 +20,7 @@ use std::io::Write;
 
 use super::http::{Request, Response};
 use super::Ctx;
-use crate::archive::{self, Format, Header, Writer};
+use crate::archive::{Format, Header, Writer};
 use crate::config::DEFAULT_ADMIN_SECRET;
 use crate::protocol::query::{ct_eq, percent_decode};
 use crate::storage::StoreSummary;
@@ -71,7 +71,10 @@ pub fn handle(ctx: &Ctx, req: &Request, peer: &str) -> Response {
             (Some(id), "GET") => export(ctx, &id, &req.query),
             _ => not_allowed("GET"),
         },
-        _ => error(404, "no such admin endpoint (see docs/operations.md, Admin over HTTP)"),
+        _ => error(
+            404,
+            "no such admin endpoint (see docs/operations.md, Admin over HTTP)",
+        ),
     }
 }
 
@@ -91,10 +94,8 @@ fn authorise(ctx: &Ctx, req: &Request) -> Result<(), Response> {
         })
         .unwrap_or("");
     if given.is_empty() || !ct_eq(given.as_bytes(), secret.as_bytes()) {
-        return Err(
-            error(401, "send Authorization: Bearer <ADMIN_SECRET>")
-                .with_header("WWW-Authenticate", "Bearer realm=\"livestore-sync admin\""),
-        );
+        return Err(error(401, "send Authorization: Bearer <ADMIN_SECRET>")
+            .with_header("WWW-Authenticate", "Bearer realm=\"livestore-sync admin\""));
     }
     Ok(())
 }
@@ -108,7 +109,10 @@ fn not_allowed(allow: &'static str) -> Response {
 }
 
 fn bad_id() -> Response {
-    error(400, "the store id in the path must be percent-encoded UTF-8, not empty")
+    error(
+        400,
+        "the store id in the path must be percent-encoded UTF-8, not empty",
+    )
 }
 
 fn no_store(id: &str) -> Response {
@@ -121,7 +125,7 @@ fn storage_failed(e: impl std::fmt::Display) -> Response {
 }
 
 fn summary_json(ctx: &Ctx, s: &StoreSummary) -> serde_json::Value {
-    let mut v = archive::summary_json(s);
+    let mut v = s.to_json();
     let sockets = ctx
         .env
         .hub
@@ -217,7 +221,13 @@ fn export(ctx: &Ctx, id: &str, query: &str) -> Response {
     };
     let file_name: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let id = id.to_string();
     // Streamed in chunks as the log is read: a large store is never held

@@ -367,7 +367,8 @@ impl<W: Write> Write for Chunked<W> {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.0.write_all(format!("{:x}\r\n", buf.len()).as_bytes())?;
+        self.0
+            .write_all(format!("{:x}\r\n", buf.len()).as_bytes())?;
         self.0.write_all(buf)?;
         self.0.write_all(b"\r\n")?;
         Ok(buf.len())
@@ -657,11 +658,19 @@ POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\na
             .write_to(&mut out, true)
             .unwrap();
         let text = String::from_utf8(out.clone()).unwrap();
-        assert!(text.contains("Transfer-Encoding: chunked\r\n"), "{}", &text[..200]);
+        assert!(
+            text.contains("Transfer-Encoding: chunked\r\n"),
+            "{}",
+            &text[..200]
+        );
         assert!(!text.contains("Content-Length"));
         assert!(text.ends_with("\r\n0\r\n\r\n"));
         // Our own request reader de-chunks it back to the same bytes.
-        let as_request = [b"POST / HTTP/1.1\r\n".as_slice(), &out[out.windows(2).position(|w| w == b"\r\n").unwrap() + 2..]].concat();
+        let as_request = [
+            b"POST / HTTP/1.1\r\n".as_slice(),
+            &out[out.windows(2).position(|w| w == b"\r\n").unwrap() + 2..],
+        ]
+        .concat();
         let reqs = parse(&as_request);
         assert_eq!(reqs[0].as_ref().unwrap().body, big.as_bytes());
     }

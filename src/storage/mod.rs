@@ -63,6 +63,22 @@ pub struct StoreSummary {
     pub backend_id: String,
 }
 
+impl StoreSummary {
+    /// The JSON the command line (`stores list --json`) and the admin API
+    /// show: `storeId`, `head`, `events`, `bytes`, `lastWrite` (ISO-8601 or
+    /// null), `backendId`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "storeId": self.store_id,
+            "head": self.head,
+            "events": self.events,
+            "bytes": self.bytes,
+            "lastWrite": self.last_write.map(crate::timefmt::iso8601),
+            "backendId": self.backend_id,
+        })
+    }
+}
+
 /// Why an import did not happen. In every case nothing was written.
 #[derive(Debug)]
 pub enum ImportError {

@@ -16,12 +16,13 @@
 //! | [`sync`] | the core: stores, push/pull rules, subscriptions, the `Sink` a socket offers | storage, model | through `Storage` |
 //! | [`storage`] | the `Storage` interface, its SQLite and PostgreSQL implementations | model | database |
 //! | [`model`] | events, store metadata, the chain and page rules | nothing | no |
-//! | [`config`], [`logger`], [`timefmt`] | settings and limits, the log line format, timestamps | nothing (`logger`: `timefmt`) | no |
+//! | [`config`], [`logger`], [`logfmt`], [`timefmt`] | settings and limits, the log line format (plain or journald), `key=value` field values, timestamps | nothing (`logger`: `timefmt`) | no |
 //!
 //! The design and its reasons are in `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod logfmt;
 pub mod logger;
 pub mod model;
 pub mod protocol;

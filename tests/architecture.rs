@@ -11,15 +11,16 @@ const ROOMS: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("timefmt", &[]),
     ("config", &[]),
+    ("logfmt", &[]),
     ("logger", &["timefmt"]),
     ("storage", &["model"]),
     ("protocol", &["model", "timefmt"]),
     ("sync", &["model", "storage", "timefmt"]),
-    ("session", &["protocol", "sync", "storage", "model"]),
+    ("session", &["protocol", "sync", "storage", "model", "logfmt"]),
     (
         "server",
         &[
-            "session", "protocol", "sync", "storage", "model", "config", "timefmt",
+            "session", "protocol", "sync", "storage", "model", "config", "timefmt", "logfmt",
         ],
     ),
 ];

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::Config;
+use crate::logfmt;
 use crate::session::Env;
 use crate::storage::Storage;
 use crate::sync::hub::Hub;
@@ -189,7 +190,7 @@ impl Server {
                 Ok(s) => s,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    log::error!("accept failed: {e}");
+                    log::error!("accept failed reason={}", logfmt::value(&e.to_string()));
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
@@ -200,7 +201,8 @@ impl Server {
                 .unwrap_or_else(|_| "?".into());
             if self.registry.conns.lock().len() >= limits.max_connections {
                 log::warn!(
-                    "refused connection from {peer}: {} connections open",
+                    "refused connection peer={} status=503 reason=\"{} connections open (MAX_CONNECTIONS)\"",
+                    logfmt::value(&peer),
                     limits.max_connections
                 );
                 let _ = Response::text(503, "Too many connections").write_to(&stream, false);
@@ -226,11 +228,18 @@ impl Server {
                         serve_connection(&ctx, &stream, &peer, &shutdown, &live)
                     }));
                     if result.is_err() {
-                        log::error!("connection from {peer}: handler panicked; connection closed");
+                        log::error!(
+                            "connection closed peer={} reason=\"handler panicked\"",
+                            logfmt::value(&peer)
+                        );
                         let _ = stream.shutdown(NetShutdown::Both);
                     }
                     drop(conn);
-                    log::debug!("connection from {peer} ended; {}", live.counts());
+                    log::debug!(
+                        "connection ended peer={}; {}",
+                        logfmt::value(&peer),
+                        live.counts()
+                    );
                     let mut conns = registry.conns.lock();
                     conns.remove(&id);
                     if conns.is_empty() {
@@ -238,7 +247,10 @@ impl Server {
                     }
                 });
             if let Err(e) = spawned {
-                log::error!("cannot start a thread for a new connection: {e}");
+                log::error!(
+                    "refused connection reason={}",
+                    logfmt::value(&format!("cannot start a thread: {e}"))
+                );
                 self.registry.conns.lock().remove(&id);
             }
         }
@@ -289,10 +301,14 @@ fn serve_connection(
     shutdown: &Shutdown,
     live: &Arc<Live>,
 ) {
-    log::debug!("http peer={peer} open");
+    let peer_field = logfmt::value(peer);
+    log::debug!("http open peer={peer_field}");
     let mut served = 0u64;
     let why = serve_http(ctx, stream, peer, shutdown, live, &mut served);
-    log::debug!("http peer={peer} closed after {served} request(s): {why}");
+    log::debug!(
+        "http closed peer={peer_field} requests={served} reason={}",
+        logfmt::value(why)
+    );
 }
 
 fn serve_http(
@@ -312,12 +328,20 @@ fn serve_http(
             Ok(r) => r,
             Err(ReadError::Closed) => return "closed by peer or idle",
             Err(ReadError::Bad(status, msg)) => {
-                log::warn!("bad request from {peer}: {status} {msg}");
+                log::warn!(
+                    "bad request peer={} status={status} reason={}",
+                    logfmt::value(peer),
+                    logfmt::value(msg)
+                );
                 let _ = Response::text(status, msg).write_to(&**stream, false);
                 return "bad request";
             }
             Err(ReadError::Io(e)) => {
-                log::debug!("connection from {peer}: {e}");
+                log::debug!(
+                    "http read failed peer={} reason={}",
+                    logfmt::value(peer),
+                    logfmt::value(&e.to_string())
+                );
                 return "read error";
             }
         };

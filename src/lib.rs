@@ -10,6 +10,7 @@
 //!
 //! | module | what it does | may use | does I/O? |
 //! |---|---|---|---|
+//! | [`service`] | start-up in order, systemd notify and socket activation, start-up errors with hints | server, storage, config, logger | sockets, environment |
 //! | [`server`] | accept loop, HTTP/1.1, WebSocket reader/writer threads, the socket queue, shutdown | everything below | sockets |
 //! | [`session`] | one connection's protocol state: decoded request → store → encoded answers | protocol, sync, storage, model | no (through a `Sink`) |
 //! | [`protocol`] | wire codecs: query string, 0.3 messages, 0.4 Effect-RPC envelopes, JSON writers, server WebSocket frames | model | no |
@@ -27,6 +28,7 @@ pub mod logger;
 pub mod model;
 pub mod protocol;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod storage;
 pub mod sync;

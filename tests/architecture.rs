@@ -23,6 +23,7 @@ const ROOMS: &[(&str, &[&str])] = &[
             "session", "protocol", "sync", "storage", "model", "config", "timefmt", "logfmt",
         ],
     ),
+    ("service", &["server", "storage", "config", "logger"]),
 ];
 
 /// The room a file belongs to: its first path component under `src/`

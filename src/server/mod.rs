@@ -99,6 +99,59 @@ struct Registry {
     empty: Condvar,
 }
 
+/// Whether the accept loop runs: not yet, now, or no more.
+const NOT_YET: u8 = 0;
+const ACCEPTING: u8 = 1;
+const ENDED: u8 = 2;
+
+/// What a watchdog may ask of a running server (see [`Server::liveness`]).
+#[derive(Clone)]
+pub struct Liveness {
+    accepting: Arc<std::sync::atomic::AtomicU8>,
+    registry: Arc<Registry>,
+}
+
+/// The answer of [`Liveness::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alive {
+    /// The accept loop has not started yet.
+    Starting,
+    /// The accept loop runs and the connection registry it takes for every
+    /// connection can be taken (no thread holds it stuck).
+    Serving,
+    /// The accept loop runs but the registry stayed locked for the whole
+    /// wait: connections are not being accepted.
+    Stuck,
+    /// The accept loop has ended (shutdown, or it panicked).
+    Ended,
+}
+
+impl Liveness {
+    /// Checks, waiting at most `wait` for the registry.
+    pub fn check(&self, wait: Duration) -> Alive {
+        match self.accepting.load(Ordering::SeqCst) {
+            NOT_YET => Alive::Starting,
+            ACCEPTING => match self.registry.conns.try_lock_for(wait) {
+                Some(_) => Alive::Serving,
+                None => Alive::Stuck,
+            },
+            _ => Alive::Ended,
+        }
+    }
+}
+
+/// Marks the accept loop ended however `run` leaves (a panic too).
+struct AcceptLoop(Arc<std::sync::atomic::AtomicU8>);
+
+impl Drop for AcceptLoop {
+    fn drop(&mut self) {
+        self.0.store(ENDED, Ordering::SeqCst);
+    }
+}
+
+/// Called once when the accept loop starts (see [`Server::on_ready`]).
+type ReadyHook = Box<dyn FnOnce(SocketAddr) + Send>;
+
 /// A bound server, not yet running.
 pub struct Server {
     ctx: Arc<Ctx>,
@@ -106,6 +159,8 @@ pub struct Server {
     shutdown: Arc<Shutdown>,
     registry: Arc<Registry>,
     live: Arc<Live>,
+    accepting: Arc<std::sync::atomic::AtomicU8>,
+    on_ready: Option<ReadyHook>,
 }
 
 impl Server {
@@ -141,6 +196,23 @@ impl Server {
             shutdown,
             registry: Arc::default(),
             live: Arc::default(),
+            accepting: Arc::default(),
+            on_ready: None,
+        }
+    }
+
+    /// `ready` is called with the listening address when the accept loop
+    /// starts, after the "listening on" line: from then on a connection
+    /// is answered (systemd's `READY=1` is sent from here).
+    pub fn on_ready(&mut self, ready: impl FnOnce(SocketAddr) + Send + 'static) {
+        self.on_ready = Some(Box::new(ready));
+    }
+
+    /// A handle telling whether the accept loop runs (for a watchdog).
+    pub fn liveness(&self) -> Liveness {
+        Liveness {
+            accepting: self.accepting.clone(),
+            registry: self.registry.clone(),
         }
     }
 
@@ -163,7 +235,7 @@ impl Server {
     /// (WebSockets get a 1001 close frame after their in-flight request) and
     /// waits up to the shutdown grace period for them. Returns the number of
     /// connections still open when it gave up waiting.
-    pub fn run(self) -> usize {
+    pub fn run(mut self) -> usize {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let mut limits = self.ctx.config.limits.clone();
         if let Some(cap) = capacity::os_capacity() {
@@ -182,6 +254,11 @@ impl Server {
             self.local_addr(),
             limits.max_connections
         );
+        self.accepting.store(ACCEPTING, Ordering::SeqCst);
+        let accept_loop = AcceptLoop(self.accepting.clone());
+        if let Some(ready) = self.on_ready.take() {
+            ready(self.local_addr());
+        }
         for incoming in self.listener.incoming() {
             if self.shutdown.is_triggered() {
                 break;
@@ -254,6 +331,7 @@ impl Server {
                 self.registry.conns.lock().remove(&id);
             }
         }
+        drop(accept_loop);
         // Stop accepting: from here on new connections are refused by the kernel.
         let registry = self.registry.clone();
         if let Some(w) = &self.ctx.watch {

@@ -208,8 +208,10 @@ pub fn open(
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StorageError(format!(
-                        "cannot create the data directory {}: {e}",
-                        dir.display()
+                        "cannot create the data directory {}: {}. {}",
+                        dir.display(),
+                        io_cause(&e),
+                        DATA_DIR_HINT
                     ))
                 })?;
             }
@@ -220,9 +222,39 @@ pub fn open(
     }
 }
 
+/// What to do when the data directory or the database file cannot be
+/// written.
+pub const DATA_DIR_HINT: &str = "The server's user needs to create and write files there: \
+     change the directory's owner or mode, or set DATA_DIR (see README, \"Where the events live\")";
+
+/// An OS error as a cause in a sentence: "connection refused", not
+/// "Connection refused (os error 111)".
+pub fn io_cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => &text[..i],
+        _ => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_errors_read_as_causes() {
+        let e = std::io::Error::from_raw_os_error(111);
+        assert_eq!(io_cause(&e), "connection refused");
+        let e = std::io::Error::from_raw_os_error(13);
+        assert_eq!(io_cause(&e), "permission denied");
+        let e = std::io::Error::other("Odd (not os)");
+        assert_eq!(io_cause(&e), "odd (not os)");
+    }
 
     #[test]
     fn the_url_picks_the_backend() {

@@ -21,7 +21,8 @@ pub struct Quoted<'a>(pub &'a str);
 fn is_plain(s: &str) -> bool {
     !s.is_empty()
         && s.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '@' | '+' | '-' | '[' | ']')
+            c.is_ascii_alphanumeric()
+                || matches!(c, '.' | '_' | ':' | '/' | '@' | '+' | '-' | '[' | ']')
         })
 }
 

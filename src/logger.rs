@@ -111,12 +111,7 @@ impl log::Log for StderrLogger {
             return;
         }
         let message = record.args().to_string();
-        let line = format_line(
-            self.format,
-            record.level(),
-            &message,
-            timefmt::iso8601_now,
-        );
+        let line = format_line(self.format, record.level(), &message, timefmt::iso8601_now);
         // One write per record so lines from different threads never interleave.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
@@ -179,10 +174,7 @@ mod tests {
     #[test]
     fn the_journal_format_needs_the_stream_to_be_stderr() {
         let err = Some((64769, 123456));
-        assert_eq!(
-            Format::detect(Some("64769:123456"), err),
-            Format::Journal
-        );
+        assert_eq!(Format::detect(Some("64769:123456"), err), Format::Journal);
         // Inherited by a process whose stderr is something else.
         assert_eq!(Format::detect(Some("64769:999"), err), Format::Plain);
         assert_eq!(Format::detect(None, err), Format::Plain);

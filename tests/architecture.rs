@@ -16,7 +16,10 @@ const ROOMS: &[(&str, &[&str])] = &[
     ("storage", &["model"]),
     ("protocol", &["model", "timefmt"]),
     ("sync", &["model", "storage", "timefmt"]),
-    ("session", &["protocol", "sync", "storage", "model", "logfmt"]),
+    (
+        "session",
+        &["protocol", "sync", "storage", "model", "logfmt"],
+    ),
     (
         "server",
         &[

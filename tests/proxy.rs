@@ -72,13 +72,7 @@ impl Deployment {
         let needle = format!("ws open store={store:?} ");
         self.servers
             .iter()
-            .map(|s| {
-                s.log
-                    .lock()
-                    .iter()
-                    .filter(|l| l.contains(&needle))
-                    .count()
-            })
+            .map(|s| s.log.lock().iter().filter(|l| l.contains(&needle)).count())
             .collect()
     }
 }

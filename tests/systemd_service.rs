@@ -56,7 +56,10 @@ impl NotifySocket {
         let mut buf = [0u8; 4096];
         match self.sock.recv(&mut buf) {
             Ok(n) => String::from_utf8(buf[..n].to_vec()).expect("UTF-8 message"),
-            Err(e) => panic!("no notify message within 20 s ({e}); the server's log:\n{}", log.text()),
+            Err(e) => panic!(
+                "no notify message within 20 s ({e}); the server's log:\n{}",
+                log.text()
+            ),
         }
     }
 }
@@ -119,7 +122,10 @@ impl Running {
             if let Some(s) = self.0.try_wait().unwrap() {
                 return s;
             }
-            assert!(std::time::Instant::now() < deadline, "server still running 30 s after SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server still running 30 s after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -212,7 +218,10 @@ fn without_a_notify_socket_nothing_changes() {
         let (status, _, body) = http(srv.addr, "GET", "/health", &[], "");
         assert_eq!(status, 200, "{body}");
         if notify_socket.is_some() {
-            srv.wait_for_log("cannot notify systemd (NOTIFY_SOCKET)", Duration::from_secs(10));
+            srv.wait_for_log(
+                "cannot notify systemd (NOTIFY_SOCKET)",
+                Duration::from_secs(10),
+            );
         }
         srv.sigterm();
         let status = srv.wait_exit(Duration::from_secs(30));
@@ -268,10 +277,23 @@ fn journal_run(matching: bool) -> Vec<String> {
     let addr: SocketAddr = log
         .lines()
         .iter()
-        .find_map(|l| l.split("listening on ").nth(1)?.split(' ').next()?.parse().ok())
+        .find_map(|l| {
+            l.split("listening on ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap();
     let wrong_token = "wrong-token-must-not-be-logged";
-    let (status, _, _) = http(addr, "GET", &v03_path("journal store", wrong_token), &[], "");
+    let (status, _, _) = http(
+        addr,
+        "GET",
+        &v03_path("journal store", wrong_token),
+        &[],
+        "",
+    );
     assert_eq!(status, 400);
     log.wait_for("refused request");
     srv.sigterm();
@@ -288,11 +310,10 @@ fn journal_run(matching: bool) -> Vec<String> {
         .find(|l| l.contains("refused request"))
         .unwrap();
     assert!(
-        refused.contains(
-            "refused request store=\"journal store\" peer=127.0.0.1:"
-        ) && refused.contains(
-            " protocol=0.3 method=GET path=/websocket status=400 reason=\"Invalid auth token\""
-        ),
+        refused.contains("refused request store=\"journal store\" peer=127.0.0.1:")
+            && refused.contains(
+                " protocol=0.3 method=GET path=/websocket status=400 reason=\"Invalid auth token\""
+            ),
         "{refused}"
     );
     lines
@@ -312,7 +333,10 @@ fn under_journald_lines_carry_a_priority_and_no_timestamp() {
         assert!(!has_timestamp(l), "a timestamp under journald: {l:?}");
     }
     let starts = |p: &str, text: &str| lines.iter().any(|l| l.starts_with(p) && l.contains(text));
-    assert!(starts("<4>", "!!! AUTH_TOKEN has its well-known default value"));
+    assert!(starts(
+        "<4>",
+        "!!! AUTH_TOKEN has its well-known default value"
+    ));
     assert!(starts("<6>", "listening on 127.0.0.1:"));
     assert!(starts("<4>", "refused request store="));
     assert!(starts("<6>", "stopped"));

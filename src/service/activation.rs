@@ -73,9 +73,9 @@ pub fn take_listener() -> Result<Option<TcpListener>, ActivationError> {
         })?
         .ok_or_else(|| ActivationError("LISTEN_FDS is set but fd 3 was not passed".into()))?;
     // accept() must block: the accept loop waits in it.
-    listener.set_nonblocking(false).map_err(|e| {
-        ActivationError(format!("the socket systemd passed (fd 3): {e}"))
-    })?;
+    listener
+        .set_nonblocking(false)
+        .map_err(|e| ActivationError(format!("the socket systemd passed (fd 3): {e}")))?;
     Ok(Some(listener))
 }
 

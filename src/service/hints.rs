@@ -38,7 +38,9 @@ mod tests {
         let e = std::net::TcpListener::bind(&addr).unwrap_err();
         let text = cannot_listen(&addr, &e);
         assert!(
-            text.starts_with(&format!("cannot listen on {addr}: address already in use. ")),
+            text.starts_with(&format!(
+                "cannot listen on {addr}: address already in use. "
+            )),
             "{text}"
         );
         assert!(text.contains("README, \"Configuration\""), "{text}");

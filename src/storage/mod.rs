@@ -166,19 +166,21 @@ impl Backend {
             let path = rest.strip_prefix("//").unwrap_or(rest);
             if path.is_empty() || path.ends_with('/') {
                 return Err(StorageError(format!(
-                    "DATABASE_URL {url}: name the database file, e.g. sqlite:///var/lib/livestore-sync/livestore.db"
+                    "DATABASE_URL {url}: name the database file, e.g. \
+                     sqlite:///var/lib/livestore-sync/livestore.db (see README, \"Where the events live\")"
                 )));
             }
             if path.contains('?') || path.starts_with(':') {
                 return Err(StorageError(format!(
-                    "DATABASE_URL {url}: only a file path is accepted after sqlite: (no ?options, no :memory:)"
+                    "DATABASE_URL {url}: only a file path is accepted after sqlite: (no ?options, \
+                     no :memory:; see README, \"Where the events live\")"
                 )));
             }
             return Ok(Backend::Sqlite(PathBuf::from(path)));
         }
         Err(StorageError(format!(
             "DATABASE_URL must start with postgresql://, postgres:// or sqlite: (or be unset for \
-             SQLite in DATA_DIR); got `{}`",
+             SQLite in DATA_DIR); got `{}`. See README, \"Where the events live\"",
             url.split("://").next().unwrap_or(url)
         )))
     }

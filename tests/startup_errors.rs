@@ -110,7 +110,7 @@ fn bad_database_urls() {
         &err,
         &[
             "DATABASE_URL must start with postgresql://, postgres:// or sqlite:",
-            "got `mysql`",
+            "got `mysql://…`",
             "README, \"Where the events live\"",
         ],
     );

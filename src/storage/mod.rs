@@ -180,8 +180,12 @@ impl Backend {
         }
         Err(StorageError(format!(
             "DATABASE_URL must start with postgresql://, postgres:// or sqlite: (or be unset for \
-             SQLite in DATA_DIR); got `{}`. See README, \"Where the events live\"",
-            url.split("://").next().unwrap_or(url)
+             SQLite in DATA_DIR); got {}. See README, \"Where the events live\"",
+            // The scheme only: the rest may hold a password.
+            match url.split_once("://") {
+                Some((scheme, _)) => format!("`{scheme}://…`"),
+                None => "a value without a scheme".to_string(),
+            }
         )))
     }
 
@@ -301,6 +305,11 @@ mod tests {
         ] {
             let e = Backend::choose(Some(bad), dir).unwrap_err();
             assert!(e.0.contains("DATABASE_URL"), "{bad}: {e}");
+        }
+        // Never the rest of a URL it does not know: it may hold a password.
+        for bad in ["mysql://alice:s3cret@db/x", "alice:s3cret@db/x"] {
+            let e = Backend::choose(Some(bad), dir).unwrap_err();
+            assert!(!e.0.contains("s3cret"), "{e}");
         }
     }
 

@@ -12,7 +12,9 @@
 
 use std::net::TcpListener;
 
-/// Why a passed socket cannot be served.
+/// Why a passed socket cannot be served (not a TCP stream socket, or
+/// `LISTEN_FDS` garbled). The caller logs it and exits 1: the `.socket`
+/// unit needs fixing, and serving anything else would surprise.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ActivationError(pub String);
 

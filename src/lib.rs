@@ -10,6 +10,7 @@
 //!
 //! | module | what it does | may use | does I/O? |
 //! |---|---|---|---|
+//! | [`service`] | start-up in order, systemd notify and socket activation, start-up errors with hints | server, storage, config, logger | sockets, environment |
 //! | [`server`] | accept loop, HTTP/1.1, WebSocket reader/writer threads, the socket queue, shutdown | everything below | sockets |
 //! | [`session`] | one connection's protocol state: decoded request → store → encoded answers | protocol, sync, storage, model | no (through a `Sink`) |
 //! | [`protocol`] | wire codecs: query string, 0.3 messages, 0.4 Effect-RPC envelopes, JSON writers, server WebSocket frames | model | no |
@@ -17,7 +18,7 @@
 //! | [`storage`] | the `Storage` interface, its SQLite and PostgreSQL implementations | model | database |
 //! | [`archive`] | export files: LiveStore's `sync export` document and our NDJSON, written and read | model, timefmt | through the `Read`/`Write` it is given |
 //! | [`model`] | events, store metadata, the chain and page rules | nothing | no |
-//! | [`config`], [`logger`], [`timefmt`] | settings and limits, the log line format, timestamps | nothing (`logger`: `timefmt`) | no |
+//! | [`config`], [`logger`], [`logfmt`], [`timefmt`] | settings and limits, the log line format (plain or journald), `key=value` field values, timestamps | nothing (`logger`: `timefmt`) | no |
 //!
 //! The design and its reasons are in `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
@@ -25,10 +26,12 @@
 pub mod archive;
 pub mod cli;
 pub mod config;
+pub mod logfmt;
 pub mod logger;
 pub mod model;
 pub mod protocol;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod storage;
 pub mod sync;

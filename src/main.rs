@@ -1,14 +1,12 @@
-//! The `livestore-sync` binary. `livestore-sync [serve] [settings]`: read the
-//! configuration, open the event log (SQLite by default, PostgreSQL with a
-//! `postgresql://` DATABASE_URL), serve until SIGTERM/SIGINT, exit 0.
-//! `livestore-sync <command>` (stores, export, import, …): see `cli`.
+//! The `livestore-sync` binary. `livestore-sync [serve] [settings]`: read
+//! the configuration, then serve (`service::run`: open the event log, SQLite
+//! by default or PostgreSQL with a `postgresql://` DATABASE_URL; serve until
+//! SIGTERM/SIGINT; exit 0). `livestore-sync <command>` (stores, export,
+//! import, …): the operator's commands, see `cli`.
 
 use std::process::ExitCode;
 
 use livestore_sync::config::{Cli, Config};
-use livestore_sync::server::Server;
-use livestore_sync::storage::postgres::PoolOptions;
-use livestore_sync::storage::{self, Backend};
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,55 +35,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    livestore_sync::logger::init(config.log_level);
-    for name in config.default_secrets_in_use() {
-        log::warn!("!!! {name} has its well-known default value: anyone can use this server. Set {name} before exposing it. !!!");
-    }
-
-    let pool = PoolOptions {
-        min_idle: config.db_pool_min,
-        max_size: config.db_pool_max,
-        connection_timeout: config.db_pool_timeout,
-    };
-    let storage = match Backend::choose(config.database_url.as_deref(), &config.data_dir)
-        .and_then(|backend| storage::open(&backend, &pool))
-    {
-        Ok((s, description)) => {
-            log::info!("event log: {description}");
-            s
-        }
-        Err(e) => {
-            log::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let server = match Server::bind(config.clone(), storage) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot listen on {}:{}: {e}", config.host, config.port);
-            return ExitCode::FAILURE;
-        }
-    };
-
-    let handle = server.shutdown_handle();
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ]) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            log::info!("received signal {sig}: shutting down");
-            handle.trigger();
-        }
-    });
-
-    server.run();
-    log::info!("stopped");
-    ExitCode::SUCCESS
+    livestore_sync::service::run(config)
 }

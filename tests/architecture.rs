@@ -11,18 +11,24 @@ const ROOMS: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("timefmt", &[]),
     ("config", &[]),
+    ("logfmt", &[]),
     ("logger", &["timefmt"]),
     ("storage", &["model", "timefmt"]),
     ("archive", &["model", "timefmt"]),
     ("protocol", &["model", "timefmt"]),
     ("sync", &["model", "storage", "timefmt"]),
-    ("session", &["protocol", "sync", "storage", "model"]),
+    (
+        "session",
+        &["protocol", "sync", "storage", "model", "logfmt"],
+    ),
     (
         "server",
         &[
             "session", "protocol", "sync", "storage", "archive", "model", "config", "timefmt",
+            "logfmt",
         ],
     ),
+    ("service", &["server", "storage", "config", "logger"]),
     // The operator's commands: storage and files, never the server or the core.
     ("cli", &["archive", "storage", "model", "config", "timefmt"]),
 ];

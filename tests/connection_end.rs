@@ -264,7 +264,7 @@ fn dropped_lines(srv: &ServerProcess) -> usize {
     srv.log
         .lock()
         .iter()
-        .filter(|l| l.contains("dropped: outbound queue full"))
+        .filter(|l| l.contains("ws dropped ") && l.contains("reason=\"outbound queue full"))
         .count()
 }
 

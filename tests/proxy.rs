@@ -69,16 +69,10 @@ impl Deployment {
 
     /// How many WebSockets of `store` each instance opened so far.
     fn sockets_per_instance(&self, store: &str) -> Vec<usize> {
-        let needle = format!("ws store={store:?} ");
+        let needle = format!("ws open store={store:?} ");
         self.servers
             .iter()
-            .map(|s| {
-                s.log
-                    .lock()
-                    .iter()
-                    .filter(|l| l.contains(&needle) && l.ends_with(" open"))
-                    .count()
-            })
+            .map(|s| s.log.lock().iter().filter(|l| l.contains(&needle)).count())
             .collect()
     }
 }

@@ -264,7 +264,8 @@ fn a_read_only_database_is_refused_at_start() {
         err,
         format!(
             "database file is read-only: {} (livestore-sync needs to write it and its directory: \
-             check the owner and mode, and that the filesystem is mounted read-write)",
+             check the owner and mode, and that the filesystem is mounted read-write). \
+             See README, \"Where the events live\"",
             dir.db().canonicalize().unwrap().display()
         )
     );

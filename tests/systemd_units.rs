@@ -1,9 +1,12 @@
 //! The committed systemd units pass `systemd-analyze verify`: the single
-//! unit and the per-port template (checked as the template and as an
-//! instance, `livestore-sync@8001`). The units name the installed binary
-//! (`/usr/local/bin/livestore-sync`), which verify requires to exist, so
-//! each is checked as a copy naming the binary this build made.
-//! Without `systemd-analyze` the test fails and says what to install.
+//! unit, its socket unit, and the per-port template (checked as the
+//! template and as an instance, `livestore-sync@8001`). The units name the
+//! installed binary (`/usr/local/bin/livestore-sync`), which verify
+//! requires to exist, so each is checked as a copy naming the binary this
+//! build made. Both services are hardened: `systemd-analyze security`
+//! rates them at most 2.0. Without `systemd-analyze` the tests fail and
+//! say what to install. (What the server does under systemd's protocols:
+//! `tests/systemd_service.rs`.)
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -13,8 +16,12 @@ use common::*;
 
 const INSTALLED_BIN: &str = "/usr/local/bin/livestore-sync";
 
+fn systemd_analyze() -> Command {
+    Command::new("systemd-analyze")
+}
+
 fn verify(dir: &Path, unit: &str) {
-    let out = Command::new("systemd-analyze")
+    let out = systemd_analyze()
         .arg("verify")
         .arg(dir.join(unit))
         .output()
@@ -35,11 +42,15 @@ fn verify(dir: &Path, unit: &str) {
     );
 }
 
+fn unit_path(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("systemd")
+        .join(file)
+}
+
 /// A copy of `systemd/<file>` in `dir` naming the binary of this build.
 fn copy_unit(dir: &Path, file: &str) -> String {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("systemd")
-        .join(file);
+    let src = unit_path(file);
     let text = std::fs::read_to_string(&src).unwrap();
     assert!(
         text.contains(&format!("ExecStart={INSTALLED_BIN}")),
@@ -67,12 +78,61 @@ fn the_units_pass_systemd_analyze_verify() {
 
     let single = copy_unit(&dir, "livestore-sync.service");
     verify(&dir, &single);
+    // The socket unit, next to the service it activates.
+    std::fs::copy(
+        unit_path("livestore-sync.socket"),
+        dir.join("livestore-sync.socket"),
+    )
+    .unwrap();
+    verify(&dir, "livestore-sync.socket");
 
     let template = copy_unit(&dir, "livestore-sync@.service");
     verify(&dir, &template);
     // An instance: `%i` expanded to a port.
     std::os::unix::fs::symlink(&template, dir.join("livestore-sync@8001.service")).unwrap();
     verify(&dir, "livestore-sync@8001.service");
+}
+
+/// `systemd-analyze security --offline=true` of a committed unit: its
+/// overall exposure (0.0 best, 10.0 worst) and the whole report.
+fn exposure(file: &str) -> (f64, String) {
+    let out = systemd_analyze()
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit_path(file))
+        .output()
+        .expect("run systemd-analyze security (apt-get install -y systemd)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let level = report
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for ").nth(1))
+        .and_then(|rest| rest.split(": ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    (level, report)
+}
+
+/// The hardening: both services rate 2.0 or better, and keep what the
+/// server needs (the address families it opens; notify and a watchdog).
+#[test]
+fn the_services_are_hardened_to_an_exposure_of_at_most_2() {
+    for file in ["livestore-sync.service", "livestore-sync@.service"] {
+        let (level, report) = exposure(file);
+        assert!(level <= 2.0, "{file}: exposure {level}\n{report}");
+        let text = std::fs::read_to_string(unit_path(file)).unwrap();
+        for line in [
+            "Type=notify",
+            "WatchdogSec=30",
+            // TCP, and unix sockets: systemd's notify socket, PostgreSQL's.
+            "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{file} lacks `{line}`");
+        }
+    }
 }
 
 /// The template's command line, run with the example environment file

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::Config;
+use crate::logfmt;
 use crate::session::Env;
 use crate::storage::Storage;
 use crate::sync::hub::Hub;
@@ -108,6 +109,59 @@ struct Registry {
     empty: Condvar,
 }
 
+/// Whether the accept loop runs: not yet, now, or no more.
+const NOT_YET: u8 = 0;
+const ACCEPTING: u8 = 1;
+const ENDED: u8 = 2;
+
+/// What a watchdog may ask of a running server (see [`Server::liveness`]).
+#[derive(Clone)]
+pub struct Liveness {
+    accepting: Arc<std::sync::atomic::AtomicU8>,
+    registry: Arc<Registry>,
+}
+
+/// The answer of [`Liveness::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alive {
+    /// The accept loop has not started yet.
+    Starting,
+    /// The accept loop runs and the connection registry it takes for every
+    /// connection can be taken (no thread holds it stuck).
+    Serving,
+    /// The accept loop runs but the registry stayed locked for the whole
+    /// wait: connections are not being accepted.
+    Stuck,
+    /// The accept loop has ended (shutdown, or it panicked).
+    Ended,
+}
+
+impl Liveness {
+    /// Checks, waiting at most `wait` for the registry.
+    pub fn check(&self, wait: Duration) -> Alive {
+        match self.accepting.load(Ordering::SeqCst) {
+            NOT_YET => Alive::Starting,
+            ACCEPTING => match self.registry.conns.try_lock_for(wait) {
+                Some(_) => Alive::Serving,
+                None => Alive::Stuck,
+            },
+            _ => Alive::Ended,
+        }
+    }
+}
+
+/// Marks the accept loop ended however `run` leaves (a panic too).
+struct AcceptLoop(Arc<std::sync::atomic::AtomicU8>);
+
+impl Drop for AcceptLoop {
+    fn drop(&mut self) {
+        self.0.store(ENDED, Ordering::SeqCst);
+    }
+}
+
+/// Called once when the accept loop starts (see [`Server::on_ready`]).
+type ReadyHook = Box<dyn FnOnce(SocketAddr) + Send>;
+
 /// A bound server, not yet running.
 pub struct Server {
     ctx: Arc<Ctx>,
@@ -115,6 +169,8 @@ pub struct Server {
     shutdown: Arc<Shutdown>,
     registry: Arc<Registry>,
     live: Arc<Live>,
+    accepting: Arc<std::sync::atomic::AtomicU8>,
+    on_ready: Option<ReadyHook>,
 }
 
 impl Server {
@@ -150,6 +206,23 @@ impl Server {
             shutdown,
             registry: Arc::default(),
             live: Arc::default(),
+            accepting: Arc::default(),
+            on_ready: None,
+        }
+    }
+
+    /// `ready` is called with the listening address when the accept loop
+    /// starts, after the "listening on" line: from then on a connection
+    /// is answered (systemd's `READY=1` is sent from here).
+    pub fn on_ready(&mut self, ready: impl FnOnce(SocketAddr) + Send + 'static) {
+        self.on_ready = Some(Box::new(ready));
+    }
+
+    /// A handle telling whether the accept loop runs (for a watchdog).
+    pub fn liveness(&self) -> Liveness {
+        Liveness {
+            accepting: self.accepting.clone(),
+            registry: self.registry.clone(),
         }
     }
 
@@ -172,7 +245,7 @@ impl Server {
     /// (WebSockets get a 1001 close frame after their in-flight request) and
     /// waits up to the shutdown grace period for them. Returns the number of
     /// connections still open when it gave up waiting.
-    pub fn run(self) -> usize {
+    pub fn run(mut self) -> usize {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let mut limits = self.ctx.config.limits.clone();
         if let Some(cap) = capacity::os_capacity() {
@@ -191,6 +264,11 @@ impl Server {
             self.local_addr(),
             limits.max_connections
         );
+        self.accepting.store(ACCEPTING, Ordering::SeqCst);
+        let accept_loop = AcceptLoop(self.accepting.clone());
+        if let Some(ready) = self.on_ready.take() {
+            ready(self.local_addr());
+        }
         for incoming in self.listener.incoming() {
             if self.shutdown.is_triggered() {
                 break;
@@ -199,7 +277,7 @@ impl Server {
                 Ok(s) => s,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    log::error!("accept failed: {e}");
+                    log::error!("accept failed reason={}", logfmt::value(&e.to_string()));
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
@@ -210,7 +288,8 @@ impl Server {
                 .unwrap_or_else(|_| "?".into());
             if self.registry.conns.lock().len() >= limits.max_connections {
                 log::warn!(
-                    "refused connection from {peer}: {} connections open",
+                    "refused connection peer={} status=503 reason=\"{} connections open (MAX_CONNECTIONS)\"",
+                    logfmt::value(&peer),
                     limits.max_connections
                 );
                 let _ = Response::text(503, "Too many connections").write_to(&stream, false);
@@ -236,11 +315,18 @@ impl Server {
                         serve_connection(&ctx, &stream, &peer, &shutdown, &live)
                     }));
                     if result.is_err() {
-                        log::error!("connection from {peer}: handler panicked; connection closed");
+                        log::error!(
+                            "connection closed peer={} reason=\"handler panicked\"",
+                            logfmt::value(&peer)
+                        );
                         let _ = stream.shutdown(NetShutdown::Both);
                     }
                     drop(conn);
-                    log::debug!("connection from {peer} ended; {}", live.counts());
+                    log::debug!(
+                        "connection ended peer={}; {}",
+                        logfmt::value(&peer),
+                        live.counts()
+                    );
                     let mut conns = registry.conns.lock();
                     conns.remove(&id);
                     if conns.is_empty() {
@@ -248,10 +334,14 @@ impl Server {
                     }
                 });
             if let Err(e) = spawned {
-                log::error!("cannot start a thread for a new connection: {e}");
+                log::error!(
+                    "refused connection reason={}",
+                    logfmt::value(&format!("cannot start a thread: {e}"))
+                );
                 self.registry.conns.lock().remove(&id);
             }
         }
+        drop(accept_loop);
         // Stop accepting: from here on new connections are refused by the kernel.
         let registry = self.registry.clone();
         if let Some(w) = &self.ctx.watch {
@@ -299,10 +389,14 @@ fn serve_connection(
     shutdown: &Shutdown,
     live: &Arc<Live>,
 ) {
-    log::debug!("http peer={peer} open");
+    let peer_field = logfmt::value(peer);
+    log::debug!("http open peer={peer_field}");
     let mut served = 0u64;
     let why = serve_http(ctx, stream, peer, shutdown, live, &mut served);
-    log::debug!("http peer={peer} closed after {served} request(s): {why}");
+    log::debug!(
+        "http closed peer={peer_field} requests={served} reason={}",
+        logfmt::value(why)
+    );
 }
 
 fn serve_http(
@@ -322,12 +416,20 @@ fn serve_http(
             Ok(r) => r,
             Err(ReadError::Closed) => return "closed by peer or idle",
             Err(ReadError::Bad(status, msg)) => {
-                log::warn!("bad request from {peer}: {status} {msg}");
+                log::warn!(
+                    "bad request peer={} status={status} reason={}",
+                    logfmt::value(peer),
+                    logfmt::value(msg)
+                );
                 let _ = Response::text(status, msg).write_to(&**stream, false);
                 return "bad request";
             }
             Err(ReadError::Io(e)) => {
-                log::debug!("connection from {peer}: {e}");
+                log::debug!(
+                    "http read failed peer={} reason={}",
+                    logfmt::value(peer),
+                    logfmt::value(&e.to_string())
+                );
                 return "read error";
             }
         };

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::logfmt;
 use crate::protocol::ws_frame;
 use crate::sync::sink::{ConnId, Gone, Msg, Sink};
 
@@ -235,7 +236,7 @@ impl Outbox {
     /// Cuts the TCP connection now; both threads of the socket wake up and end.
     pub fn kill(&self, why: &str) {
         if !self.dead.swap(true, SeqCst) {
-            log::warn!("{} dropped: {why}", self.label);
+            log::warn!("ws dropped {} reason={}", self.label, logfmt::value(why));
             if let Some(s) = &self.stream {
                 let _ = s.shutdown(Shutdown::Both);
             }

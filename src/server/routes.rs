@@ -7,6 +7,7 @@
 use super::http::{Request, Response};
 use super::live::Live;
 use super::Ctx;
+use crate::logfmt;
 use crate::protocol::query::{self, Route, SyncParams};
 use crate::session::v04_http;
 
@@ -44,10 +45,13 @@ fn sync_request(ctx: &Ctx, req: &Request, route: Route, peer: &str) -> Action {
             let store = query::parse(route, &req.query)
                 .map(|p| p.store_id)
                 .unwrap_or_default();
+            // The path, never the query string: it holds the auth token.
             log::warn!(
-                "refused {} {} store={store:?} peer={peer}: 400 {e}",
-                req.method,
-                req.path
+                "refused request {} method={} path={} status=400 reason={}",
+                label(&store, peer, route),
+                logfmt::value(&req.method),
+                logfmt::value(&req.path),
+                logfmt::value(&e.to_string())
             );
             return Action::Respond(with_cors(ctx, req, Response::text(400, e.to_string())));
         }
@@ -62,7 +66,7 @@ fn sync_request(ctx: &Ctx, req: &Request, route: Route, peer: &str) -> Action {
             .with_header("Upgrade", "websocket"),
         },
         Route::V04Http if req.method == "POST" => {
-            let label = format!("http store={} peer={peer}", params.store_id);
+            let label = label(&params.store_id, peer, route);
             match v04_http::handle(&ctx.env, &params.store_id, &req.body, &label) {
                 Ok(json) => Response::json(200, json),
                 Err(v04_http::NotARequest) => {
@@ -75,6 +79,20 @@ fn sync_request(ctx: &Ctx, req: &Request, route: Route, peer: &str) -> Action {
         }
     };
     Action::Respond(with_cors(ctx, req, response))
+}
+
+/// The fields naming a sync request in log lines (see `logfmt`).
+fn label(store_id: &str, peer: &str, route: Route) -> String {
+    let protocol = match route {
+        Route::V03 => "0.3",
+        Route::V04Ws => "0.4-ws",
+        Route::V04Http => "0.4-http",
+    };
+    format!(
+        "store={} peer={} protocol={protocol}",
+        logfmt::quoted(store_id),
+        logfmt::value(peer)
+    )
 }
 
 /// `Sec-WebSocket-Key` of a well-formed RFC 6455 upgrade request.
@@ -128,7 +146,10 @@ fn plain(ctx: &Ctx, req: &Request, live: &Live) -> Response {
                         .to_string(),
                 ),
                 Err(e) => {
-                    log::error!("health check failed: {e}");
+                    log::error!(
+                        "health check failed reason={}",
+                        logfmt::value(&e.to_string())
+                    );
                     Response::json(
                         503,
                         serde_json::json!({"status": "unavailable", "database": e.to_string(), "open": open})

@@ -24,6 +24,7 @@ use super::http::Response;
 use super::live::Live;
 use super::outbox::{Outbound, Outbox, QueueLimits};
 use super::{Ctx, Shutdown as ServerShutdown};
+use crate::logfmt;
 use crate::protocol::query::Route;
 use crate::session::{v03::V03Session, v04_ws::V04WsSession};
 use crate::sync::sink::Sink;
@@ -83,7 +84,7 @@ pub fn serve(
     // at once if the socket is dead.
     outbox.finish();
     let _ = writer.join();
-    log::info!("{} closed: {why}", outbox.label);
+    log::info!("ws closed {} reason={}", outbox.label, logfmt::value(&why));
 }
 
 /// An open WebSocket, as its reader loop needs it.
@@ -115,8 +116,12 @@ fn open<'a>(
         leftover,
     } = upgrade;
     let limits = &ctx.config.limits;
-    let proto = if route == Route::V03 { "0.3" } else { "0.4" };
-    let label = format!("ws store={store_id:?} peer={peer} proto={proto}");
+    let protocol = if route == Route::V03 { "0.3" } else { "0.4-ws" };
+    let label = format!(
+        "store={} peer={} protocol={protocol}",
+        logfmt::quoted(store_id),
+        logfmt::value(peer)
+    );
     let queue = QueueLimits {
         capacity: limits.outbound_queue,
         max_bytes: limits.max_queued_bytes,
@@ -136,7 +141,10 @@ fn open<'a>(
     let session = match opened {
         Ok(s) => s,
         Err(e) => {
-            log::error!("{label}: refused upgrade: 503 {e}");
+            log::error!(
+                "refused upgrade {label} status=503 reason={}",
+                logfmt::value(&e.to_string())
+            );
             let _ = Response::text(503, "Storage unavailable, try again").write_to(&*stream, false);
             return None;
         }
@@ -150,7 +158,7 @@ fn open<'a>(
     {
         return None;
     }
-    log::info!("{label} open");
+    log::info!("ws open {label}");
 
     let writer_stream = stream.clone();
     let writer_outbox = outbox.clone();
@@ -165,7 +173,10 @@ fn open<'a>(
     let writer = match writer {
         Ok(w) => w,
         Err(e) => {
-            log::error!("{label}: cannot start writer thread: {e}");
+            log::error!(
+                "ws failed {label} reason={}",
+                logfmt::value(&format!("cannot start writer thread: {e}"))
+            );
             let _ = stream.shutdown(Shutdown::Both);
             return None;
         }
@@ -224,7 +235,11 @@ fn read_loop(
             Ok(Message::Close(frame)) => {
                 // tungstenite queued the close reply; the next read flushes it.
                 if let Some(f) = frame {
-                    log::debug!("client close {} {}", u16::from(f.code), f.reason);
+                    log::debug!(
+                        "ws close frame code={} reason={}",
+                        u16::from(f.code),
+                        logfmt::value(&f.reason)
+                    );
                 }
             }
             Ok(_) => {}

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use super::Env;
+use crate::logfmt;
 use crate::protocol::query::ct_eq;
 use crate::protocol::v03::{self, cursor_from_f64, Context, Request};
 use crate::storage::StorageError;
@@ -63,7 +64,7 @@ impl V03Session {
     pub fn handle_text(&mut self, text: &str) {
         let Some(request) = v03::decode(text) else {
             log::debug!(
-                "{}: ignored undecodable frame ({} bytes)",
+                "ignored undecodable frame {} bytes={}",
                 self.sink.label(),
                 text.len()
             );
@@ -125,7 +126,11 @@ impl V03Session {
     /// The socket has no subscription now: answer, then close it so the
     /// client reconnects and pulls again (it would miss events otherwise).
     fn pull_failed(&self, request_id: &str, e: &StorageError) {
-        log::error!("{}: pull failed: {e}", self.sink.label());
+        log::error!(
+            "pull failed {} reason={}",
+            self.sink.label(),
+            logfmt::value(&e.to_string())
+        );
         self.reply(v03::error(request_id, &e.to_string()));
         self.sink.close(1011, "pull failed, reconnect");
     }
@@ -139,7 +144,11 @@ impl V03Session {
             Ok(()) => {}
             Err(PushError::Chain(e)) => self.reply(v03::error(request_id, &e.to_string())),
             Err(PushError::Storage(e)) => {
-                log::error!("{}: push failed: {e}", self.sink.label());
+                log::error!(
+                    "push failed {} reason={}",
+                    self.sink.label(),
+                    logfmt::value(&e.to_string())
+                );
                 self.reply(v03::error(request_id, &e.to_string()));
             }
             Err(PushError::BackendIdMismatch { .. }) => {
@@ -153,7 +162,7 @@ impl V03Session {
             return true;
         }
         log::warn!(
-            "{}: admin request with an invalid secret",
+            "refused admin request {} reason=\"invalid admin secret\"",
             self.sink.label()
         );
         self.reply(v03::error(request_id, "Invalid admin secret"));
@@ -192,9 +201,13 @@ impl V03Session {
             let _ = sink.try_send(v03::admin_reset_res(request_id).into());
         });
         match result {
-            Ok(()) => log::warn!("{}: store reset by admin request", self.sink.label()),
+            Ok(()) => log::warn!("store reset {} reason=\"admin request\"", self.sink.label()),
             Err(e) => {
-                log::error!("{}: reset failed: {e}", self.sink.label());
+                log::error!(
+                    "reset failed {} reason={}",
+                    self.sink.label(),
+                    logfmt::value(&e.to_string())
+                );
                 self.reply(v03::error(request_id, &e.to_string()));
             }
         }

@@ -1,6 +1,7 @@
 //! What the 0.4 WebSocket and HTTP sessions share: payload checks and the
 //! mapping of core errors to the client's typed errors.
 
+use crate::logfmt;
 use crate::model::ChainError;
 use crate::protocol::v04::{self, SyncError};
 use crate::sync::pull::PullRefused;
@@ -20,7 +21,10 @@ pub fn push_error(e: PushError, label: &str) -> SyncError {
             SyncError::BackendIdMismatch { expected, received }
         }
         PushError::Storage(e) => {
-            log::error!("{label}: push failed: {e}");
+            log::error!(
+                "push failed {label} reason={}",
+                logfmt::value(&e.to_string())
+            );
             SyncError::Unknown {
                 message: e.to_string(),
             }
@@ -40,7 +44,10 @@ pub fn pull_refused(e: PullRefused, label: &str) -> SyncError {
 
 /// A pull whose storage failed.
 pub fn pull_failed(e: &crate::storage::StorageError, label: &str) -> SyncError {
-    log::error!("{label}: pull failed: {e}");
+    log::error!(
+        "pull failed {label} reason={}",
+        logfmt::value(&e.to_string())
+    );
     SyncError::Unknown {
         message: e.to_string(),
     }

@@ -100,7 +100,7 @@ impl V04WsSession {
     pub fn handle_text(&mut self, text: &str) {
         let Some(msg) = v04::decode(text) else {
             log::debug!(
-                "{}: ignored undecodable frame ({} bytes)",
+                "ignored undecodable frame {} bytes={}",
                 self.sink.label(),
                 text.len()
             );

@@ -330,20 +330,26 @@ impl Backend {
             let path = rest.strip_prefix("//").unwrap_or(rest);
             if path.is_empty() || path.ends_with('/') {
                 return Err(StorageError(format!(
-                    "DATABASE_URL {url}: name the database file, e.g. sqlite:///var/lib/livestore-sync/livestore.db"
+                    "DATABASE_URL {url}: name the database file, e.g. \
+                     sqlite:///var/lib/livestore-sync/livestore.db (see README, \"Where the events live\")"
                 )));
             }
             if path.contains('?') || path.starts_with(':') {
                 return Err(StorageError(format!(
-                    "DATABASE_URL {url}: only a file path is accepted after sqlite: (no ?options, no :memory:)"
+                    "DATABASE_URL {url}: only a file path is accepted after sqlite: (no ?options, \
+                     no :memory:; see README, \"Where the events live\")"
                 )));
             }
             return Ok(Backend::Sqlite(PathBuf::from(path)));
         }
         Err(StorageError(format!(
             "DATABASE_URL must start with postgresql://, postgres:// or sqlite: (or be unset for \
-             SQLite in DATA_DIR); got `{}`",
-            url.split("://").next().unwrap_or(url)
+             SQLite in DATA_DIR); got {}. See README, \"Where the events live\"",
+            // The scheme only: the rest may hold a password.
+            match url.split_once("://") {
+                Some((scheme, _)) => format!("`{scheme}://…`"),
+                None => "a value without a scheme".to_string(),
+            }
         )))
     }
 
@@ -410,8 +416,10 @@ fn open_with(
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StorageError(format!(
-                        "cannot create the data directory {}: {e}",
-                        dir.display()
+                        "cannot create the data directory {}: {}. {}",
+                        dir.display(),
+                        io_cause(&e),
+                        DATA_DIR_HINT
                     ))
                 })?;
             }
@@ -426,9 +434,39 @@ fn open_with(
     }
 }
 
+/// What to do when the data directory or the database file cannot be
+/// written.
+pub const DATA_DIR_HINT: &str = "The server's user needs to create and write files there: \
+     change the directory's owner or mode, or set DATA_DIR (see README, \"Where the events live\")";
+
+/// An OS error as a cause in a sentence: "connection refused", not
+/// "Connection refused (os error 111)".
+pub fn io_cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => &text[..i],
+        _ => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_errors_read_as_causes() {
+        let e = std::io::Error::from_raw_os_error(111);
+        assert_eq!(io_cause(&e), "connection refused");
+        let e = std::io::Error::from_raw_os_error(13);
+        assert_eq!(io_cause(&e), "permission denied");
+        let e = std::io::Error::other("Odd (not os)");
+        assert_eq!(io_cause(&e), "odd (not os)");
+    }
 
     #[test]
     fn the_url_picks_the_backend() {
@@ -473,6 +511,11 @@ mod tests {
         ] {
             let e = Backend::choose(Some(bad), dir).unwrap_err();
             assert!(e.0.contains("DATABASE_URL"), "{bad}: {e}");
+        }
+        // Never the rest of a URL it does not know: it may hold a password.
+        for bad in ["mysql://alice:s3cret@db/x", "alice:s3cret@db/x"] {
+            let e = Backend::choose(Some(bad), dir).unwrap_err();
+            assert!(!e.0.contains("s3cret"), "{e}");
         }
     }
 

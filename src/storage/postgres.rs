@@ -24,6 +24,10 @@ use crate::model::{Event, StoredEvent};
 /// The schema, applied idempotently at every start.
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
+/// The last `schema_version` row `schema.sql` inserts. A database with a
+/// higher one was written by a newer server and is refused.
+pub const SCHEMA_VERSION: i32 = 2;
+
 type Pool = r2d2::Pool<Manager>;
 
 /// A pooled connection with its prepared statements.
@@ -135,7 +139,14 @@ impl PgStorage {
     /// Connects, creating the database if it does not exist, and applies
     /// `schema.sql`.
     pub fn connect(url: &str, options: &PoolOptions) -> Result<PgStorage, StorageError> {
-        let config = postgres::Config::from_str(url).map_err(|e| err("invalid DATABASE_URL", e))?;
+        let config = postgres::Config::from_str(url).map_err(|e| {
+            StorageError(format!(
+                "DATABASE_URL {} is not a valid PostgreSQL URL: {}. Write it as \
+                 postgresql://user:password@host:5432/database (see README, \"PostgreSQL\")",
+                redact_url(url),
+                why(&e)
+            ))
+        })?;
         create_database_if_missing(&config)?;
         apply_schema(&config)?;
         let manager = Manager(PostgresConnectionManager::new(config.clone(), NoTls));
@@ -211,6 +222,16 @@ pub fn describe(url: &str) -> String {
     let Ok(c) = postgres::Config::from_str(url) else {
         return "PostgreSQL (DATABASE_URL does not parse; not shown)".to_string();
     };
+    format!(
+        "PostgreSQL {}{}/{}",
+        c.get_user().map(|u| format!("{u}@")).unwrap_or_default(),
+        address(&c),
+        c.get_dbname().unwrap_or("(user's database)")
+    )
+}
+
+/// `host:port` (several comma-separated) a configuration connects to.
+fn address(c: &postgres::Config) -> String {
     let ports = c.get_ports();
     let hosts: Vec<String> = c
         .get_hosts()
@@ -226,29 +247,112 @@ pub fn describe(url: &str) -> String {
             postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
         })
         .collect();
-    let hosts = if hosts.is_empty() {
+    if hosts.is_empty() {
         "localhost:5432".to_string()
     } else {
         hosts.join(",")
-    };
-    format!(
-        "PostgreSQL {}{hosts}/{}",
-        c.get_user().map(|u| format!("{u}@")).unwrap_or_default(),
-        c.get_dbname().unwrap_or("(user's database)")
-    )
+    }
 }
 
-/// Applies `schema.sql` (before the pool prepares statements on its tables).
+/// The URL as it may be shown: its password replaced by `***`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not shown)".to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let mut out = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    };
+    // Nor a password given as a parameter (`?password=…`).
+    if let Some(i) = out.find("password=") {
+        out.truncate(i + "password=".len());
+        out.push_str("***");
+    }
+    out
+}
+
+/// A failed connection at start-up: where, why, and what to do.
+fn connect_error(c: &postgres::Config, e: &postgres::Error) -> StorageError {
+    let at = address(c);
+    if let Some(db) = e.as_db_error() {
+        let hint = match db.code().code() {
+            // invalid_password, invalid_authorization_specification
+            "28P01" | "28000" => {
+                "Check the user and password in DATABASE_URL, and pg_hba.conf \
+                 (see README, \"PostgreSQL\")"
+            }
+            _ => "See README, \"PostgreSQL\"",
+        };
+        return StorageError(format!(
+            "cannot connect to PostgreSQL at {at}: {}. {hint}",
+            db.message()
+        ));
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            let hint = match io.kind() {
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
+                    "Is it running, and listening there? See README, \"Getting a PostgreSQL\""
+                }
+                std::io::ErrorKind::TimedOut => {
+                    "Is the host reachable (firewall, address)? See README, \"Getting a PostgreSQL\""
+                }
+                _ => "See README, \"Getting a PostgreSQL\"",
+            };
+            return StorageError(format!(
+                "cannot connect to PostgreSQL at {at}: {}. {hint}",
+                super::io_cause(io)
+            ));
+        }
+        source = s.source();
+    }
+    StorageError(format!(
+        "cannot connect to PostgreSQL at {at}: {}. See README, \"Getting a PostgreSQL\"",
+        why(e)
+    ))
+}
+
+/// Applies `schema.sql` (before the pool prepares statements on its
+/// tables), unless a newer server has written the database.
 fn apply_schema(config: &postgres::Config) -> Result<(), StorageError> {
     let mut c = config
         .connect(NoTls)
-        .map_err(|e| err("cannot connect to PostgreSQL", e))?;
+        .map_err(|e| connect_error(config, &e))?;
     // An advisory lock keeps two instances starting at once from racing
     // on CREATE TABLE IF NOT EXISTS (which is not concurrency-safe).
+    c.batch_execute("SELECT pg_advisory_lock(7415570)")
+        .map_err(|e| err("applying schema.sql", why(&e)))?;
+    let reading = |e: postgres::Error| err("reading the schema version", why(&e));
+    let exists: bool = c
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+        .map_err(reading)?
+        .get(0);
+    let found: Option<i32> = if exists {
+        c.query_one("SELECT max(version) FROM schema_version", &[])
+            .map_err(reading)?
+            .get(0)
+    } else {
+        None
+    };
+    if let Some(found) = found.filter(|v| *v > SCHEMA_VERSION) {
+        return Err(StorageError(format!(
+            "PostgreSQL at {}/{} has schema version {found}, newer than this livestore-sync \
+             knows ({SCHEMA_VERSION}): a newer version wrote it; run that one (or newer). \
+             See README, \"Upgrading\"",
+            address(config),
+            config.get_dbname().unwrap_or("(user's database)")
+        )));
+    }
     c.batch_execute(&format!(
-        "SELECT pg_advisory_lock(7415570); {SCHEMA_SQL}; SELECT pg_advisory_unlock(7415570);"
+        "{SCHEMA_SQL}; SELECT pg_advisory_unlock(7415570);"
     ))
-    .map_err(|e| err("applying schema.sql", e))
+    .map_err(|e| err("applying schema.sql", why(&e)))
 }
 
 /// Connects to the server's `postgres` database and creates the target
@@ -265,7 +369,7 @@ fn create_database_if_missing(config: &postgres::Config) -> Result<(), StorageEr
     admin.dbname("postgres");
     let mut c = admin
         .connect(NoTls)
-        .map_err(|e| err("cannot connect to PostgreSQL", e))?;
+        .map_err(|e| connect_error(config, &e))?;
     let exists = c
         .query_typed_opt(
             "SELECT 1 FROM pg_database WHERE datname = $1",
@@ -279,7 +383,16 @@ fn create_database_if_missing(config: &postgres::Config) -> Result<(), StorageEr
             Ok(()) => log::info!("created database {db}"),
             // 42P04: created by someone else meanwhile.
             Err(e) if e.code().map(|c| c.code()) == Some("42P04") => {}
-            Err(e) => return Err(err("creating the database", e)),
+            // 42501 insufficient_privilege
+            Err(e) if e.code().map(|c| c.code()) == Some("42501") => {
+                return Err(StorageError(format!(
+                    "cannot create database {db} at PostgreSQL {}: permission denied. \
+                     Give the user CREATEDB, or create it first: createdb {db} \
+                     (see README, \"PostgreSQL\")",
+                    address(config)
+                )))
+            }
+            Err(e) => return Err(err("creating the database", why(&e))),
         }
     }
     Ok(())
@@ -899,5 +1012,33 @@ mod tests {
         // Too long for PostgreSQL's payload limit: announced as nothing.
         let long = "x".repeat(10_000);
         assert_eq!(parse_notice(&notice_text("a", &long, "h", "1"), "b"), None);
+    }
+
+    #[test]
+    fn shown_urls_never_hold_a_password() {
+        assert_eq!(
+            redact_url("postgresql://alice:s3cret@db:5432/live"),
+            "postgresql://alice:***@db:5432/live"
+        );
+        assert_eq!(
+            redact_url("postgres://alice@db:x/live?sslmode=off"),
+            "postgres://alice@db:x/live?sslmode=off"
+        );
+        assert_eq!(
+            redact_url("postgres://db/live?user=a&password=s3cret&x=1"),
+            "postgres://db/live?user=a&password=***"
+        );
+        assert_eq!(redact_url("s3cret"), "(not shown)");
+    }
+
+    /// `SCHEMA_VERSION` is the last version `schema.sql` records.
+    #[test]
+    fn the_known_schema_version_is_the_last_in_schema_sql() {
+        let last = SCHEMA_SQL
+            .lines()
+            .filter_map(|l| l.strip_prefix("INSERT INTO schema_version (version) VALUES ("))
+            .filter_map(|rest| rest.split(')').next()?.trim().parse::<i32>().ok())
+            .next_back();
+        assert_eq!(last, Some(SCHEMA_VERSION));
     }
 }

@@ -1124,7 +1124,7 @@ pub fn migrate(conn: &Connection, steps: &[&str], path: &Path) -> Result<(), Sto
     if found > known {
         return Err(StorageError(format!(
             "{} has schema version {found}, newer than this livestore-sync knows ({known}): \
-             it was written by a newer version; run that one (or newer)",
+             it was written by a newer version; run that one (or newer). See README, \"Upgrading\"",
             path.display()
         )));
     }
@@ -1231,7 +1231,8 @@ fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     if c.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
         return Err(StorageError(format!(
             "database file is read-only: {} (livestore-sync needs to write it and its directory: \
-             check the owner and mode, and that the filesystem is mounted read-write)",
+             check the owner and mode, and that the filesystem is mounted read-write). \
+             See README, \"Where the events live\"",
             path.display()
         )));
     }
@@ -1283,12 +1284,17 @@ fn from_micros(us: i64) -> SystemTime {
 
 fn io_err(path: &Path, context: &str, e: std::io::Error) -> StorageError {
     let hint = match e.kind() {
-        std::io::ErrorKind::ReadOnlyFilesystem => " (the filesystem is read-only)",
-        std::io::ErrorKind::PermissionDenied => " (permission denied: check the owner and mode)",
-        std::io::ErrorKind::StorageFull => " (disk full)",
-        _ => "",
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+            format!(". {}", super::DATA_DIR_HINT)
+        }
+        std::io::ErrorKind::StorageFull => " (disk full)".to_string(),
+        _ => String::new(),
     };
-    StorageError(format!("{context}: {}: {e}{hint}", path.display()))
+    StorageError(format!(
+        "{context}: {}: {}{hint}",
+        path.display(),
+        super::io_cause(&e)
+    ))
 }
 
 /// A SQLite error as an operator should read it: what is wrong, with which

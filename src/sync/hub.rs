@@ -67,7 +67,7 @@ impl Hub {
                 backend_id,
             } => {
                 if let Some(s) = self.loaded(&store_id) {
-                    log::info!("store {store_id:?} was reset by another process");
+                    log::info!("store reset store={store_id:?} reason=\"by another process\"");
                     s.reset_elsewhere(backend_id);
                 }
                 return;

@@ -64,7 +64,8 @@ pub trait Sink: Send + Sync {
     /// This connection's id (unique in the process).
     fn id(&self) -> ConnId;
 
-    /// For log lines: store, peer, protocol.
+    /// For log lines: the `key=value` fields naming the connection
+    /// (`store="x" peer=1.2.3.4:5 protocol=0.4-ws`; see `logfmt`).
     fn label(&self) -> &str;
 
     /// Queues without ever blocking (callers may hold a store's mutex). A

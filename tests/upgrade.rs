@@ -15,6 +15,9 @@ use common::*;
 use livestore_sync::storage::postgres::{SCHEMA_SQL, SCHEMA_VERSION};
 use livestore_sync::storage::sqlite::SCHEMA_STEPS;
 
+// There is an older version to come from.
+const _: () = assert!(SCHEMA_VERSION >= 2 && SCHEMA_STEPS.len() >= 2);
+
 fn livestore_sync(db_url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_livestore-sync"))
         .args(args)
@@ -132,10 +135,6 @@ fn migrate_brings_a_sqlite_log_of_schema_step_1_to_the_current_one() {
 #[test]
 fn migrate_brings_a_postgresql_log_of_version_1_to_the_current_one() {
     let _w = watchdog("upgrade_pg", Duration::from_secs(60));
-    assert!(
-        SCHEMA_VERSION >= 2,
-        "there is an older version to come from"
-    );
     let db = TestDb::create("upgrade_pg");
     {
         let mut c = db.client();

@@ -77,10 +77,6 @@ fn served(db_url: &str, store: &str) {
 #[test]
 fn migrate_brings_a_sqlite_log_of_schema_step_1_to_the_current_one() {
     let _w = watchdog("upgrade_sqlite", Duration::from_secs(60));
-    assert!(
-        SCHEMA_STEPS.len() >= 2,
-        "there is an older step to come from"
-    );
     let dir = TempDir::new("upgrade_sqlite");
     {
         // What the first release wrote: step 1 only, and a store in it.

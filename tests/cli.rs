@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,11 +45,8 @@ impl Out {
 /// `livestore-sync <args>` against `url`, with `stdin` fed in.
 fn run_with_stdin(url: &str, args: &[&str], stdin: &[u8]) -> Out {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_livestore-sync"))
+    let mut child = tool_command(url)
         .args(args)
-        .env("DATABASE_URL", url)
-        .env_remove("DATA_DIR")
-        .env_remove("STATE_DIRECTORY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -652,11 +652,22 @@ POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\na
     #[test]
     fn a_streamed_body_goes_out_in_chunks_and_reads_back() {
         let mut out = Vec::new();
-        let big = "x".repeat(100_000);
+        let big = "x".repeat(1000);
         let body = big.clone();
-        Response::streamed(200, "text/plain", move |w| w.write_all(body.as_bytes()))
-            .write_to(&mut out, true)
-            .unwrap();
+        // Each flush ends a chunk: four chunks of 250 bytes (0xfa).
+        Response::streamed(200, "text/plain", move |w| {
+            for piece in body.as_bytes().chunks(250) {
+                w.write_all(piece)?;
+                w.flush()?;
+            }
+            Ok(())
+        })
+        .write_to(&mut out, true)
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out).matches("\r\nfa\r\n").count(),
+            4
+        );
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(
             text.contains("Transfer-Encoding: chunked\r\n"),

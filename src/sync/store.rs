@@ -191,6 +191,16 @@ pub enum PushError {
     Storage(StorageError),
 }
 
+/// What the log holds of a pushed batch that starts behind the head.
+enum Stored {
+    /// Every event, exactly.
+    All,
+    /// The first `n` events exactly; the rest continue from the head.
+    Prefix(usize),
+    /// Something else: the push is refused as stale.
+    Different,
+}
+
 /// What the admin info request shows about a store.
 #[derive(Debug, Clone)]
 pub struct StoreInfo {
@@ -437,7 +447,24 @@ impl Store {
             self.refresh(&mut st).map_err(PushError::Storage)?;
         }
         let meta = self.with_meta(&mut st).map_err(PushError::Storage)?;
-        check_chain(meta.head, &events).map_err(PushError::Chain)?;
+        let head = meta.head;
+        let mut events = events;
+        if events[0].parent_seq_num < head {
+            match self.already_stored(head, &events)? {
+                Stored::All => {
+                    // An exact re-push (a client that lost its echo and
+                    // reloaded): acknowledged, nothing stored or sent again.
+                    on_accepted();
+                    return Ok(());
+                }
+                Stored::Prefix(n) => {
+                    // Stored up to the head; the rest continues from it.
+                    events.drain(..n);
+                }
+                Stored::Different => {}
+            }
+        }
+        check_chain(head, &events).map_err(PushError::Chain)?;
         let created_at = crate::timefmt::now_ms();
         match self
             .storage
@@ -473,6 +500,28 @@ impl Store {
         let batch = Arc::new(batch);
         let max = self.limits.max_held_bytes;
         st.subs.retain_mut(|s| s.offer(&batch, max));
+    }
+
+    /// How much of a batch whose parent is behind `head` the log already
+    /// holds, event for event (name, args text, seq_num, parent, client and
+    /// session): a client that lost the echo of its push pushes it again.
+    /// One read of the overlap, only for such batches.
+    fn already_stored(&self, head: i64, events: &[Event]) -> Result<Stored, PushError> {
+        let first = events[0].parent_seq_num;
+        if first < 0 || check_chain(first, events).is_err() {
+            return Ok(Stored::Different);
+        }
+        let overlap = events.iter().take_while(|e| e.seq_num <= head).count();
+        let stored = self
+            .storage
+            .read(&self.id, first, head, overlap)
+            .map_err(PushError::Storage)?;
+        let same = stored.len() == overlap && stored.iter().zip(events).all(|(s, e)| s.event == *e);
+        Ok(match (same, overlap == events.len()) {
+            (false, _) => Stored::Different,
+            (true, true) => Stored::All,
+            (true, false) => Stored::Prefix(overlap),
+        })
     }
 
     /// Events appended to this store by another process (another instance,
@@ -738,14 +787,77 @@ mod tests {
             })
             .unwrap();
         assert_eq!(*order.lock(), vec![0], "ack ran before any delivery");
+        // Another client's event 1 (an exact copy of a stored one would be
+        // acknowledged as a re-push).
         let err = store
-            .push("p2", batch(1, 1), None, || panic!("no ack"))
+            .push("p2", vec![ev(1, r#"{"other":1}"#)], None, || {
+                panic!("no ack")
+            })
             .unwrap_err();
         assert!(matches!(
             err,
             PushError::Chain(ChainError::WrongParent { head: 2, parent: 0 })
         ));
         assert_eq!(*rec.1.lock(), vec![vec![1, 2]]);
+    }
+
+    #[test]
+    fn an_exact_re_push_is_acknowledged_without_storing_or_sending_again() {
+        let (hub, store) = setup(MemStorage::default(), Limits::default());
+        let rec = recorder(64);
+        let _follow = store.follow(rec.0.id(), rec.clone()).unwrap();
+        store.push("p1", batch(1, 3), None, || {}).unwrap();
+        // The whole batch again, and a part of it.
+        for again in [batch(1, 3), batch(2, 2), batch(3, 1)] {
+            let acked = Mutex::new(false);
+            store
+                .push("p2", again, None, || *acked.lock() = true)
+                .unwrap();
+            assert!(*acked.lock());
+        }
+        assert_eq!(*rec.1.lock(), vec![vec![1, 2, 3]], "sent once");
+        assert_eq!(store.meta().unwrap().head, 3);
+        assert_eq!(hub.storage().read("s", 0, 10, 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_re_push_that_runs_past_the_head_stores_only_the_rest() {
+        let (_hub, store) = setup(MemStorage::default(), Limits::default());
+        let rec = recorder(64);
+        let _follow = store.follow(rec.0.id(), rec.clone()).unwrap();
+        store.push("p1", batch(1, 2), None, || {}).unwrap();
+        store.push("p2", batch(2, 3), None, || {}).unwrap();
+        assert_eq!(*rec.1.lock(), vec![vec![1, 2], vec![3, 4]]);
+        assert_eq!(store.meta().unwrap().head, 4);
+    }
+
+    #[test]
+    fn a_re_push_that_differs_anywhere_is_refused_as_stale() {
+        let (_hub, store) = setup(MemStorage::default(), Limits::default());
+        store.push("p1", batch(1, 3), None, || {}).unwrap();
+        let other_args = vec![ev(2, "{}"), ev(3, r#"{"x":1}"#)];
+        let mut other_client = batch(2, 2);
+        other_client[1].client_id = "someone-else".into();
+        // Same value, other text: the client compares text.
+        let reordered = vec![ev(3, r#"{ }"#)];
+        for (i, b) in [other_args, other_client, reordered]
+            .into_iter()
+            .enumerate()
+        {
+            let err = store.push("p", b, None, || panic!("no ack")).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    PushError::Chain(ChainError::WrongParent { head: 3, .. })
+                ),
+                "case {i}: {err:?}"
+            );
+        }
+        // A batch broken inside is refused as today (not read as a re-push).
+        let mut broken = batch(1, 2);
+        broken[1].parent_seq_num = 0;
+        assert!(store.push("p", broken, None, || panic!("no ack")).is_err());
+        assert_eq!(store.meta().unwrap().head, 3);
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub trait Target {
     fn addr(&self) -> SocketAddr;
     /// The tails of the logs that explain a failure.
     fn context(&self) -> String;
+    /// Over TLS: the CA certificate the clients are to trust (given to Node as
+    /// `NODE_EXTRA_CA_CERTS`); they then use `wss://` and `https://` URLs.
+    fn tls_ca(&self) -> Option<&Path> {
+        None
+    }
 }
 
 impl Target for ServerProcess {
@@ -269,6 +274,14 @@ impl Kind {
             Kind::V04Http => format!("http://{addr}"),
         }
     }
+
+    /// The same over TLS (`wss://`, `https://`).
+    pub fn tls_url(self, addr: SocketAddr) -> String {
+        match self {
+            Kind::V03 | Kind::V04Ws => format!("wss://{addr}"),
+            Kind::V04Http => format!("https://{addr}"),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -394,9 +407,16 @@ pub fn tail(s: &str, n: usize) -> String {
 pub fn spawn_client(target: &dyn Target, store_id: &str, spec: &ClientSpec) -> RunningClient {
     let dir = e2e_dir(spec.kind.dir());
     let mut cmd = Command::new("node");
+    let url = match target.tls_ca() {
+        Some(ca) => {
+            cmd.env("NODE_EXTRA_CA_CERTS", ca);
+            spec.kind.tls_url(target.addr())
+        }
+        None => spec.kind.url(target.addr()),
+    };
     cmd.arg("--experimental-websocket")
         .arg("client.mjs")
-        .arg(format!("--url={}", spec.kind.url(target.addr())))
+        .arg(format!("--url={url}"))
         .arg(format!("--store={store_id}"))
         .arg(format!("--token={}", spec.token))
         .arg(format!("--client={}", spec.client_id))

@@ -1,9 +1,13 @@
 //! The real reverse proxies (nginx, Caddy) as child processes, each run
 //! with the committed configuration from `docs/deploy/` with only its
 //! addresses changed: the three upstreams, the listen port, and what a
-//! test needs of its own (files in a temporary directory, no admin API).
-//! Missing proxies fail the test with what to install: a deployment test
-//! that skips proves nothing.
+//! test needs of its own (files in a temporary directory, no admin API,
+//! a throwaway CA's certificate instead of the site's). Over TLS
+//! ([`Proxy::start_tls`], what the committed files serve) or plain HTTP
+//! ([`Proxy::start`], the TLS taken out: the multi-instance tests' raw
+//! WebSocket clients speak no TLS).
+//! Missing proxies (or openssl) fail the test with what to install: a
+//! deployment test that skips proves nothing.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,11 +49,118 @@ impl ProxyKind {
 /// replaces each with one of its instances.
 pub const CONFIG_UPSTREAMS: [&str; 3] = ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"];
 
+/// The certificate lines of the committed nginx.conf (certbot's layout); a
+/// test puts its throwaway certificate's paths in their place.
+pub const NGINX_CERT: &str = "/etc/letsencrypt/live/sync.example.com/fullchain.pem";
+pub const NGINX_KEY: &str = "/etc/letsencrypt/live/sync.example.com/privkey.pem";
+
+/// A throwaway certificate authority and a server certificate it signed
+/// for `127.0.0.1` and `localhost` (openssl; valid for two days).
+pub struct TestCerts {
+    /// The CA's certificate: what clients are told to trust
+    /// (`NODE_EXTRA_CA_CERTS`, `openssl s_client -CAfile`).
+    pub ca: PathBuf,
+    /// The server's certificate and key, for the proxy.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCerts {
+    /// Generates them in `dir`.
+    pub fn generate(dir: &Path) -> TestCerts {
+        let openssl = find_binary("openssl").unwrap_or_else(|| {
+            panic!("openssl is not installed, and the TLS tests make their certificates with it: apt-get install -y openssl")
+        });
+        let run = |args: &[&str]| {
+            let out = Command::new(&openssl)
+                .args(args)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=livestore-sync test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        run(&ca);
+        let mut csr = vec!["req"];
+        csr.extend(ec);
+        csr.extend([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        run(&csr);
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n\
+             basicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        TestCerts {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        }
+    }
+}
+
 /// A proxy process in front of three instances; stopped (and its
 /// directory removed) on drop.
 pub struct Proxy {
     pub kind: ProxyKind,
     pub addr: SocketAddr,
+    /// Over TLS: the CA that signed the proxy's certificate.
+    pub tls: Option<TestCerts>,
+    /// nginx's plain-HTTP server, which redirects to https://.
+    pub redirect_addr: Option<SocketAddr>,
     child: Child,
     dir: PathBuf,
     /// Caddy's log (its stderr); nginx writes `error.log` in `dir`.
@@ -81,9 +192,19 @@ fn replace_n(text: &str, from: &str, to: &str, n: usize, file: &Path) -> String 
 
 impl Proxy {
     /// Starts `kind` on a free port of 127.0.0.1 in front of `upstreams`
-    /// (three, like the committed configuration) and waits until `/health`
-    /// answers 200 through it.
+    /// (three, like the committed configuration), plain HTTP, and waits
+    /// until `/health` answers 200 through it.
     pub fn start(kind: ProxyKind, upstreams: &[SocketAddr]) -> Proxy {
+        Self::start_with(kind, upstreams, false)
+    }
+
+    /// Like [`Proxy::start`], over TLS with a throwaway CA's certificate
+    /// ([`Proxy::tls`]): clients use `wss://` and `https://` URLs.
+    pub fn start_tls(kind: ProxyKind, upstreams: &[SocketAddr]) -> Proxy {
+        Self::start_with(kind, upstreams, true)
+    }
+
+    fn start_with(kind: ProxyKind, upstreams: &[SocketAddr], tls: bool) -> Proxy {
         assert_eq!(upstreams.len(), 3, "the configurations balance 3 instances");
         let bin = find_binary(kind.name()).unwrap_or_else(|| {
             panic!(
@@ -99,6 +220,8 @@ impl Proxy {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
+        let certs = TestCerts::generate(&dir);
+        let mut redirect_addr = None;
         let src = kind.config_path();
         let mut config = std::fs::read_to_string(&src).unwrap();
         for (from, to) in CONFIG_UPSTREAMS.iter().zip(upstreams) {
@@ -107,13 +230,32 @@ impl Proxy {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut child = match kind {
             ProxyKind::Nginx => {
+                let listen = if tls { " ssl" } else { "" };
                 let site = replace_n(
                     &config,
-                    "listen 80;",
-                    &format!("listen 127.0.0.1:{port};"),
+                    "listen 443 ssl;",
+                    &format!("listen 127.0.0.1:{port}{listen};"),
                     1,
                     &src,
                 );
+                // The plain-HTTP server that redirects to https://.
+                let redirect = free_port();
+                redirect_addr = Some(SocketAddr::from(([127, 0, 0, 1], redirect)));
+                let site = replace_n(
+                    &site,
+                    "listen 80;",
+                    &format!("listen 127.0.0.1:{redirect};"),
+                    1,
+                    &src,
+                );
+                let site = replace_n(
+                    &site,
+                    NGINX_CERT,
+                    &certs.cert.display().to_string(),
+                    1,
+                    &src,
+                );
+                let site = replace_n(&site, NGINX_KEY, &certs.key.display().to_string(), 1, &src);
                 std::fs::write(dir.join("site.conf"), site).unwrap();
                 // The committed file is an http-level snippet (conf.d); the
                 // main file around it keeps every path in `dir`.
@@ -152,16 +294,31 @@ impl Proxy {
             }
             ProxyKind::Caddy => {
                 // No admin API (nothing reloads this one), listen on
-                // loopback only, plain HTTP instead of the site's TLS.
+                // loopback only; over TLS with the test's certificate
+                // instead of one from an ACME CA, and no redirect server
+                // on port 80; otherwise plain HTTP.
+                let address = if tls {
+                    format!(
+                        "https://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\ttls {} {}\n",
+                        certs.cert.display(),
+                        certs.key.display()
+                    )
+                } else {
+                    format!("http://:{port} {{\n\tbind 127.0.0.1\n")
+                };
                 let site = replace_n(
                     &config,
                     "\nsync.example.com {\n",
-                    &format!("\nhttp://:{port} {{\n\tbind 127.0.0.1\n"),
+                    &format!("\n{address}"),
                     1,
                     &src,
                 );
                 let file = dir.join("Caddyfile");
-                std::fs::write(&file, format!("{{\n\tadmin off\n}}\n\n{site}")).unwrap();
+                std::fs::write(
+                    &file,
+                    format!("{{\n\tadmin off\n\tauto_https disable_redirects\n}}\n\n{site}"),
+                )
+                .unwrap();
                 let mut child = Command::new(&bin)
                     .args(["run", "--adapter", "caddyfile", "--config"])
                     .arg(&file)
@@ -197,7 +354,12 @@ impl Proxy {
             if let Some(status) = child.try_wait().unwrap() {
                 break Some(format!("exited at start ({status})"));
             }
-            if let Some(200) = health_status(addr) {
+            let status = if tls {
+                https_get(addr, &certs.ca, "/health").map(|(status, _)| status)
+            } else {
+                health_status(addr)
+            };
+            if let Some(200) = status {
                 break None;
             }
             if Instant::now() > deadline {
@@ -209,6 +371,8 @@ impl Proxy {
         let p = Proxy {
             kind,
             addr,
+            tls: tls.then_some(certs),
+            redirect_addr,
             child,
             dir,
             log,
@@ -220,11 +384,13 @@ impl Proxy {
     }
 
     pub fn ws_url(&self) -> String {
-        format!("ws://{}", self.addr)
+        let s = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{s}://{}", self.addr)
     }
 
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let s = if self.tls.is_some() { "https" } else { "http" };
+        format!("{s}://{}", self.addr)
     }
 
     /// The last `n` lines of the proxy's log, for failure messages.
@@ -248,6 +414,52 @@ impl Proxy {
                 .join("\n")
         )
     }
+}
+
+/// `GET path` over TLS at `addr` with `openssl s_client`, trusting only
+/// `ca` and checking the certificate names 127.0.0.1: the status and the
+/// body, or `None` if the handshake or the request failed (or took over
+/// 10 s).
+pub fn https_get(addr: SocketAddr, ca: &Path, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let openssl = find_binary("openssl")?;
+    let mut child = Command::new(openssl)
+        .args([
+            "s_client",
+            "-quiet",
+            "-verify_return_error",
+            "-verify_ip",
+            "127.0.0.1",
+        ])
+        .arg("-connect")
+        .arg(addr.to_string())
+        .arg("-CAfile")
+        .arg(ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    // stdin stays open until the answer is read: s_client would end the
+    // TLS session when its input ends, perhaps before the answer.
+    let mut stdin = child.stdin.take()?;
+    let _ = stdin.write_all(request.as_bytes());
+    let mut stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        let _ = tx.send(out);
+    });
+    let out = rx.recv_timeout(Duration::from_secs(10)).ok();
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8(out?).ok()?;
+    let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
 }
 
 /// The status of `GET /health` at `addr`, or `None` if nothing answered.

@@ -384,7 +384,10 @@ pub fn reason(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         204 => "No Content",
+        303 => "See Other",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
@@ -401,8 +404,14 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    /// Sends `raw` over a real loopback socket and parses what arrives.
+    /// Sends `raw` over a real loopback socket and parses what arrives
+    /// (bodies up to 1 KiB).
     fn parse(raw: &[u8]) -> Vec<Result<Request, String>> {
+        parse_limited(raw, 1024)
+    }
+
+    /// [`parse`] with bodies up to `max_body` bytes.
+    fn parse_limited(raw: &[u8], max_body: usize) -> Vec<Result<Request, String>> {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let raw = raw.to_vec();
@@ -415,7 +424,7 @@ mod tests {
         let mut conn = Conn::new(&stream);
         let mut out = Vec::new();
         loop {
-            match conn.read_request(1024) {
+            match conn.read_request(max_body) {
                 Ok(r) => out.push(Ok(r)),
                 Err(ReadError::Closed) => break,
                 Err(ReadError::Bad(s, m)) => {
@@ -671,7 +680,7 @@ POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\na
             &out[out.windows(2).position(|w| w == b"\r\n").unwrap() + 2..],
         ]
         .concat();
-        let reqs = parse(&as_request);
+        let reqs = parse_limited(&as_request, big.len());
         assert_eq!(reqs[0].as_ref().unwrap().body, big.as_bytes());
     }
 

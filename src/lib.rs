@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod logfmt;
 pub mod logger;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod server;

@@ -292,7 +292,7 @@ h2{font-size:13px;text-transform:uppercase;letter-spacing:.05em;color:#5b6678;ma
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef1f5;vertical-align:top}
 th{font-weight:600;color:#5b6678;font-size:12px}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .big{font-size:28px;font-weight:600}
 .kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(140px,1fr));gap:8px}
 .kpi{padding:6px 0}.kpi .label{color:#5b6678;font-size:12px}
@@ -419,7 +419,7 @@ fn render(ctx: &Ctx, live: &Live, by_cookie: bool) -> String {
     // Connections and pushes per protocol.
     b.push_str(
         "<section><h2>Connections and pushes</h2><table><tr><th>protocol</th><th>transport</th>\
-         <th>open</th><th>pushes accepted</th><th>rejected</th></tr>",
+         <th class=\"n\">open</th><th class=\"n\">pushes accepted</th><th class=\"n\">rejected</th></tr>",
     );
     let kinds = [
         ConnKind::Sync(Proto::V03),
@@ -480,8 +480,8 @@ fn render(ctx: &Ctx, live: &Live, by_cookie: bool) -> String {
          <tr><td>in use</td><td class=\"n\">{}</td></tr>\
          <tr><td>idle</td><td class=\"n\">{}</td></tr>\
          <tr><td>waiting</td><td class=\"n\">{}</td></tr>\
-         <tr><td>most</td><td class=\"n\">{}</td></tr></table>\
-         <h2 style=\"margin-top:14px\">Process</h2><table>\
+         <tr><td>most</td><td class=\"n\">{}</td></tr></table></section>\
+         <section><h2>Process</h2><table>\
          <tr><td>resident memory</td><td class=\"n\">{}</td></tr>\
          <tr><td>threads</td><td class=\"n\">{}</td></tr>\
          <tr><td>open file descriptors</td><td class=\"n\">{} of {}</td></tr></table></section>",
@@ -513,7 +513,8 @@ fn render(ctx: &Ctx, live: &Live, by_cookie: bool) -> String {
     let _ = write!(
         b,
         "<section class=\"wide\"><h2>Stores in memory ({})</h2><table id=\"stores\">\
-         <tr><th>store</th><th>head</th><th>sockets</th><th>subscriptions</th><th>last write</th></tr>",
+         <tr><th>store</th><th class=\"n\">head</th><th class=\"n\">sockets</th>\
+         <th class=\"n\">subscriptions</th><th>last write</th></tr>",
         stores.len()
     );
     for s in stores.iter().take(STORE_ROWS) {

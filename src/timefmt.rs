@@ -109,6 +109,24 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Microseconds since the Unix epoch (negative before it): the precision
+/// both storages and the NDJSON export keep. Anything finer is truncated.
+pub fn to_micros(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i64,
+        Err(e) => -(e.duration().as_micros() as i64),
+    }
+}
+
+/// The inverse of [`to_micros`].
+pub fn from_micros(us: i64) -> SystemTime {
+    if us >= 0 {
+        UNIX_EPOCH + std::time::Duration::from_micros(us as u64)
+    } else {
+        UNIX_EPOCH - std::time::Duration::from_micros(us.unsigned_abs())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

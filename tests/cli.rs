@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,11 +45,8 @@ impl Out {
 /// `livestore-sync <args>` against `url`, with `stdin` fed in.
 fn run_with_stdin(url: &str, args: &[&str], stdin: &[u8]) -> Out {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_livestore-sync"))
+    let mut child = tool_command(url)
         .args(args)
-        .env("DATABASE_URL", url)
-        .env_remove("DATA_DIR")
-        .env_remove("STATE_DIRECTORY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -306,6 +303,12 @@ fn export_then_import_gives_the_same_file_byte_for_byte(f: &dyn Fixture) {
         )
         .ok();
         assert!(out.stderr.contains("exported 120 events"), "{out:?}");
+        // Not a terminal: no progress bar, only the summary line.
+        assert!(
+            !out.stderr.contains('\r') && !out.stderr.contains('\x1b'),
+            "{out:?}"
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
         assert!(!dir.path().join(format!("first.{format}.partial")).exists());
         run(&url, &["stores", "delete", "src"]).ok();
         // A restore keeps the backend id only when asked (NDJSON records it).
@@ -816,4 +819,38 @@ fn import_fastapi_copies_its_tables_and_reports_ambiguous_names() {
         );
         let _ = SystemTime::now();
     }
+}
+
+/// On a terminal (a pty from util-linux's `script`), long work shows a
+/// progress bar on stderr; the quiet side is checked with every export above.
+#[test]
+fn progress_shows_on_a_terminal() {
+    let _w = watchdog("progress_terminal", Duration::from_secs(120));
+    let dir = TempDir::new("cli-progress");
+    let url = dir.db_url();
+    {
+        let s = open(&url);
+        fill(&*s, "big", 5_000);
+    }
+    let out_file = dir.path().join("big.json");
+    let command = format!(
+        "{} export big {}",
+        env!("CARGO_BIN_EXE_livestore-sync"),
+        out_file.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DATABASE_URL", &url)
+        .env_remove("DATA_DIR")
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .expect("run script (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("exporting ["),
+        "no progress bar on a terminal: {text:?}"
+    );
+    assert!(text.contains("/5000 events"), "{text:?}");
+    assert!(out_file.exists());
 }

@@ -5,26 +5,9 @@
 //! `sqlite::<case>`.
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-fn tool(url: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_livestore-sync"))
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env_remove("DATA_DIR")
-        .env_remove("STATE_DIRECTORY")
-        .output()
-        .expect("run livestore-sync");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
-    stdout.into_owned()
-}
 
 fn start(log: &EventLog) -> ServerProcess {
     ServerProcess::start(
@@ -84,7 +67,7 @@ fn a_reset_from_the_command_line_closes_the_store_sockets_and_only_those(log: Ev
     let mut elsewhere = Ws::v03(srv.addr, "t");
     elsewhere.ping_v03();
 
-    let out = tool(&log.url(), &["stores", "reset", "s"]);
+    let out = run_tool(&log.url(), &["stores", "reset", "s"]);
     assert!(out.contains("3 events deleted"), "{out}");
 
     assert_eq!(old.expect_close(), Some(4001), "the 0.3 socket is closed");
@@ -112,7 +95,7 @@ fn a_delete_from_the_command_line_closes_the_store_sockets(log: EventLog) {
     let mut elsewhere = Ws::v03(srv.addr, "kept");
     elsewhere.push_v03_acked("p1", &events(1, 1, "A"));
 
-    tool(&log.url(), &["stores", "delete", "gone"]);
+    run_tool(&log.url(), &["stores", "delete", "gone"]);
     assert_eq!(old.expect_close(), Some(4001));
     assert_eq!(new.expect_close(), Some(4001));
     let (_again, new_bid, batch) = v04_live(&srv, "gone");
@@ -129,11 +112,11 @@ fn an_import_reaches_live_subscribers(log: EventLog) {
     w.push_v03_acked("p1", &events(1, 5, "A"));
     let dir = TempDir::new("cli-live-import");
     let file = dir.path().join("src.json");
-    tool(&log.url(), &["export", "src", file.to_str().unwrap()]);
+    run_tool(&log.url(), &["export", "src", file.to_str().unwrap()]);
 
     let (mut sub, bid, batch) = v04_live(&srv, "dst");
     assert!(batch.is_empty());
-    tool(
+    run_tool(
         &log.url(),
         &["import", "dst", file.to_str().unwrap(), "--force"],
     );

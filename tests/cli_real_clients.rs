@@ -10,28 +10,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use common::node::*;
-use common::{watchdog, EventLog, ServerProcess, TempDir};
-
-fn tool(url: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_livestore-sync"))
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env_remove("DATA_DIR")
-        .env_remove("STATE_DIRECTORY")
-        .output()
-        .expect("run livestore-sync");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{args:?}: {text}");
-    text
-}
+use common::{run_tool, watchdog, EventLog, ServerProcess, TempDir};
 
 /// Events as the real client's test app makes them (`tests/e2e/client-core.mjs`): its
 /// materialiser needs `{text, id, meta: {zeta, alpha}}`.
@@ -74,7 +56,7 @@ fn their_file_is_pulled_by_a_real_client_after_our_import(db: EventLog) {
 
     // Into a running server: on SQLite the command shares the file with it.
     let server = ServerProcess::start(&db.url(), &["--auth-token", E2E_TOKEN]);
-    let out = tool(&db.url(), &["import", &store, theirs.to_str().unwrap()]);
+    let out = run_tool(&db.url(), &["import", &store, theirs.to_str().unwrap()]);
     assert!(out.contains("imported 30 events"), "{out}");
     // Stored compact, in the client's key order: what JSON.stringify gave.
     let rows = db.rows(&store);
@@ -105,7 +87,7 @@ fn our_export_passes_their_check(db: EventLog) {
     assert_converged(&writer, &ids, &server);
     let dir = TempDir::new("cli-real-export");
     let file = dir.path().join("export.json");
-    tool(&db.url(), &["export", &store, file.to_str().unwrap()]);
+    run_tool(&db.url(), &["export", &store, file.to_str().unwrap()]);
 
     let checked = livestore_cli_dry_run(&file, &store);
     assert!(checked.status.success(), "{}", output_text(&checked));

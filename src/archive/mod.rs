@@ -25,7 +25,6 @@ pub use read::{validate, Reader};
 pub use write::Writer;
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::model::{check_chain, ChainError, Event};
 
@@ -173,21 +172,4 @@ pub fn compact_json(raw: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
-}
-
-/// Microseconds since the Unix epoch (negative before it): the precision both storages keep.
-/// Anything finer is truncated.
-fn to_micros(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_micros() as i64,
-        Err(e) => -(e.duration().as_micros() as i64),
-    }
-}
-
-fn from_micros(us: i64) -> SystemTime {
-    if us >= 0 {
-        UNIX_EPOCH + Duration::from_micros(us as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_micros(us.unsigned_abs())
-    }
 }

@@ -7,9 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::{
-    check_next, compact_json, from_micros, ArchiveError, Format, Header, NDJSON_FORMAT, VERSION,
-};
+use super::{check_next, compact_json, ArchiveError, Format, Header, NDJSON_FORMAT, VERSION};
 use crate::model::{Event, StoredEvent};
 use crate::timefmt;
 
@@ -243,7 +241,7 @@ impl Reader {
                 };
                 return Ok(Some(StoredEvent {
                     event: to_event(e, false),
-                    created_at: from_micros(created_at),
+                    created_at: crate::timefmt::from_micros(created_at),
                 }));
             },
         }

@@ -198,7 +198,7 @@ fn a_thousand_events_stream_through() {
 #[test]
 fn created_at_survives_to_the_microsecond_before_and_after_1970() {
     for us in [0i64, 1, -1, -1_000_001, 1_795_607_516_318_123] {
-        assert_eq!(to_micros(from_micros(us)), us);
+        assert_eq!(timefmt::to_micros(timefmt::from_micros(us)), us);
     }
     let mut e = event(1, None);
     e.created_at = UNIX_EPOCH - Duration::from_micros(86_400_000_123);

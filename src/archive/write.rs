@@ -2,8 +2,9 @@
 
 use std::io::Write;
 
-use super::{check_next, compact_json, to_micros, ArchiveError, Format, Header, NDJSON_FORMAT};
+use super::{check_next, compact_json, ArchiveError, Format, Header, NDJSON_FORMAT};
 use crate::model::{Event, StoredEvent};
+use crate::timefmt::to_micros;
 
 /// Writes one export file. `new` writes the header, `write` each event, `finish` the end.
 ///

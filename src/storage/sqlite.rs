@@ -28,7 +28,7 @@ use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{ffi, Connection, ErrorCode, OpenFlags, OptionalExtension};
@@ -37,6 +37,7 @@ use super::{
     AppendError, ImportChain, ImportError, Notice, Storage, StorageError, StoreSummary, Watch,
 };
 use crate::model::{new_backend_id, Event, StoreMeta, StoredEvent};
+use crate::timefmt::{from_micros, to_micros};
 
 /// The schema, one step per version: step `i` takes `PRAGMA user_version`
 /// from `i` to `i + 1`. A step is never edited once shipped; a change is a
@@ -614,7 +615,7 @@ impl Storage for SqliteStorage {
             }
         }
         let fresh = new_backend_id();
-        let now = micros(SystemTime::now());
+        let now = to_micros(SystemTime::now());
         self.write("opening store", |w| {
             w.execute(
                 "INSERT INTO stores (store_id, head, backend_id, created_at) VALUES (?1, 0, ?2, ?3)
@@ -639,7 +640,7 @@ impl Storage for SqliteStorage {
             store_id: store_id.to_string(),
             expected_head,
             events: events.to_vec(),
-            created_at: micros(created_at),
+            created_at: to_micros(created_at),
             result: Mutex::new(None),
         });
         if !self.options.group_commit {
@@ -710,7 +711,7 @@ impl Storage for SqliteStorage {
     }
 
     fn reset(&self, store_id: &str, new_backend_id: &str) -> Result<(), StorageError> {
-        let now = micros(SystemTime::now());
+        let now = to_micros(SystemTime::now());
         self.write("resetting store", |w| {
             w.execute("DELETE FROM events WHERE store_id = ?1", [store_id])?;
             w.execute(
@@ -838,7 +839,7 @@ impl Storage for SqliteStorage {
             return Err(classify(&self.path, "health check (read)", e));
         }
         drop(r);
-        let now = micros(SystemTime::now()).to_string();
+        let now = to_micros(SystemTime::now()).to_string();
         self.write("health check (write)", |w| {
             w.execute(
                 "INSERT INTO meta (key, value) VALUES ('health_probe', ?1)
@@ -927,7 +928,7 @@ impl SqliteStorage {
                         e.parent_seq_num,
                         e.name,
                         e.args.as_deref(),
-                        micros(stored.created_at),
+                        to_micros(stored.created_at),
                         e.client_id,
                         e.session_id,
                     ])
@@ -943,7 +944,7 @@ impl SqliteStorage {
         w.execute(
             "INSERT INTO stores (store_id, head, backend_id, created_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (store_id) DO UPDATE SET head = excluded.head, backend_id = excluded.backend_id",
-            rusqlite::params![store_id, chain.head(), backend_id, micros(SystemTime::now())],
+            rusqlite::params![store_id, chain.head(), backend_id, to_micros(SystemTime::now())],
         )
         .map_err(sql)?;
         if replace || old_backend_id.as_deref() != Some(backend_id.as_str()) {
@@ -972,7 +973,7 @@ fn record_change(
     kind: &str,
     value: &str,
 ) -> rusqlite::Result<()> {
-    let now = micros(SystemTime::now());
+    let now = to_micros(SystemTime::now());
     w.prepare_cached(
         "INSERT INTO changes (instance, store_id, kind, value, at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -1284,21 +1285,6 @@ fn open_reader(path: &Path) -> Result<Connection, StorageError> {
         .and_then(|()| c.execute_batch("PRAGMA synchronous = FULL"))
         .map_err(|e| classify(path, "opening a read connection", e))?;
     Ok(c)
-}
-
-fn micros(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_micros() as i64,
-        Err(e) => -(e.duration().as_micros() as i64),
-    }
-}
-
-fn from_micros(us: i64) -> SystemTime {
-    if us >= 0 {
-        UNIX_EPOCH + Duration::from_micros(us as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_micros(us.unsigned_abs())
-    }
 }
 
 fn io_err(path: &Path, context: &str, e: std::io::Error) -> StorageError {

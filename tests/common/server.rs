@@ -56,6 +56,32 @@ pub fn server_command() -> Command {
     cmd
 }
 
+/// `livestore-sync` as the operator's command line, on the event log at
+/// `url` (`DATABASE_URL`; none of the environment's other storage settings).
+pub fn tool_command(url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livestore-sync"));
+    cmd.env("DATABASE_URL", url)
+        .env_remove("DATA_DIR")
+        .env_remove("STATE_DIRECTORY");
+    cmd
+}
+
+/// Runs `livestore-sync <args>` on `url`, which must succeed; its stdout
+/// and stderr together.
+pub fn run_tool(url: &str, args: &[&str]) -> String {
+    let out = tool_command(url)
+        .args(args)
+        .output()
+        .expect("run livestore-sync");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "livestore-sync {args:?}: {text}");
+    text
+}
+
 /// Runs `cmd` (see [`server_command`]) expecting it to exit by itself (a
 /// refused start); its status and what it wrote to stderr.
 pub fn run_to_exit(mut cmd: Command, within: Duration) -> (ExitStatus, String) {

@@ -35,7 +35,9 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
-            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("sample line {l:?}"));
+            let (series, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("sample line {l:?}"));
             let value = match value {
                 "+Inf" => f64::INFINITY,
                 "-Inf" => f64::NEG_INFINITY,
@@ -121,8 +123,20 @@ fn traffic(srv: &ServerProcess, store: &str) -> (Ws, Ws) {
     b.send_text(&v04_pull("1", "SyncWsRpc.Pull", store, Some(true), NONE));
     let page = b.recv();
     assert_eq!(page["_tag"], "Chunk", "{page}");
-    b.send_text(&v04_push("2", "SyncWsRpc.Push", store, &events(4, 2, "c04"), NONE));
-    b.send_text(&v04_push("3", "SyncWsRpc.Push", store, &events(1, 1, "c04"), NONE));
+    b.send_text(&v04_push(
+        "2",
+        "SyncWsRpc.Push",
+        store,
+        &events(4, 2, "c04"),
+        NONE,
+    ));
+    b.send_text(&v04_push(
+        "3",
+        "SyncWsRpc.Push",
+        store,
+        &events(1, 1, "c04"),
+        NONE,
+    ));
     let mut exits = 0;
     while exits < 2 {
         if b.recv()["_tag"] == "Exit" {
@@ -204,7 +218,10 @@ fn a_scrape_after_real_traffic_counts_it_and_passes_promtool() {
             1.0,
         ),
         (r#"livestore_refused_total{reason="bad_auth_token"}"#, 1.0),
-        (r#"livestore_refused_total{reason="admin_unauthorised"}"#, 0.0),
+        (
+            r#"livestore_refused_total{reason="admin_unauthorised"}"#,
+            0.0,
+        ),
         ("livestore_push_commit_seconds_count", 3.0),
         ("livestore_push_fanout_seconds_count", 3.0),
         (
@@ -216,13 +233,24 @@ fn a_scrape_after_real_traffic_counts_it_and_passes_promtool() {
         assert_eq!(get(&s, series), want, "{series}\n{ctx}");
     }
     // This scrape's own connection is plain HTTP.
-    assert!(get(&s, r#"livestore_connections_open{protocol="none",transport="http"}"#) >= 1.0);
-    assert!(get(&s, "process_resident_memory_bytes") > 1_000_000.0, "{ctx}");
+    assert!(
+        get(
+            &s,
+            r#"livestore_connections_open{protocol="none",transport="http"}"#
+        ) >= 1.0
+    );
+    assert!(
+        get(&s, "process_resident_memory_bytes") > 1_000_000.0,
+        "{ctx}"
+    );
     assert!(get(&s, "process_open_fds") >= 5.0, "{ctx}");
     assert!(get(&s, "process_threads") >= 5.0, "{ctx}");
     // 2 threads per WebSocket, 1 for this request.
     assert!(get(&s, "livestore_connection_threads") >= 5.0, "{ctx}");
-    assert!(get(&s, r#"livestore_db_pool_connections{state="idle"}"#) >= 1.0, "{ctx}");
+    assert!(
+        get(&s, r#"livestore_db_pool_connections{state="idle"}"#) >= 1.0,
+        "{ctx}"
+    );
     assert_eq!(get(&s, "livestore_db_pool_waiting"), 0.0, "{ctx}");
     assert!(
         get(&s, r#"livestore_push_commit_seconds_bucket{le="+Inf"}"#) == 3.0,
@@ -236,7 +264,10 @@ fn a_scrape_after_real_traffic_counts_it_and_passes_promtool() {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let (ok, said) = promtool_check(&text);
-    assert!(ok, "promtool check metrics failed:\n{said}\n--- the text:\n{text}");
+    assert!(
+        ok,
+        "promtool check metrics failed:\n{said}\n--- the text:\n{text}"
+    );
     // The check can fail: a counter without its help line is refused.
     let (ok, said) = promtool_check("# TYPE broken_total counter\nbroken_total 1\n");
     assert!(!ok, "promtool accepted a metric without help: {said}");
@@ -263,7 +294,10 @@ fn metrics_need_the_admin_secret_unless_public_and_are_gone_when_off() {
     assert_eq!(status, 405);
     let s = scrape(&srv);
     assert_eq!(
-        get(&s, r#"livestore_refused_total{reason="admin_unauthorised"}"#),
+        get(
+            &s,
+            r#"livestore_refused_total{reason="admin_unauthorised"}"#
+        ),
         3.0
     );
     drop(srv);
@@ -282,7 +316,10 @@ fn metrics_need_the_admin_secret_unless_public_and_are_gone_when_off() {
     let srv = ServerProcess::start_command(cmd);
     let (status, _, body) = http(srv.addr, "GET", "/metrics", &[], "");
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("livestore_events_appended_total 0\n"), "{body}");
+    assert!(
+        body.contains("livestore_events_appended_total 0\n"),
+        "{body}"
+    );
     drop(srv);
 
     // --metrics off: not there, whatever the header.
@@ -329,14 +366,20 @@ fn every_exported_metric_is_documented_and_every_documented_one_exported() {
             Some((name.to_string(), cells.get(2)?.to_string()))
         })
         .collect();
-    assert!(documented.len() >= 20, "docs/metrics.md table: {documented:?}");
+    assert!(
+        documented.len() >= 20,
+        "docs/metrics.md table: {documented:?}"
+    );
     assert_eq!(
         exported.keys().collect::<BTreeSet<_>>(),
         documented.keys().collect::<BTreeSet<_>>(),
         "docs/metrics.md and /metrics differ"
     );
     for (name, kind) in &exported {
-        assert_eq!(&documented[name], kind, "the type of {name} in docs/metrics.md");
+        assert_eq!(
+            &documented[name], kind,
+            "the type of {name} in docs/metrics.md"
+        );
     }
 }
 
@@ -382,11 +425,17 @@ fn exprs(v: &Value, out: &mut Vec<String>) {
 #[test]
 fn the_dashboard_queries_only_metrics_the_server_exports() {
     let _w = watchdog("metrics_dashboard", Duration::from_secs(90));
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana/livestore-sync.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/grafana/livestore-sync.json"
+    );
     let dashboard: Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).unwrap();
     // Ready to import: the datasource is an input, used by every panel.
-    assert_eq!(dashboard["__inputs"][0]["name"], "DS_PROMETHEUS", "__inputs");
+    assert_eq!(
+        dashboard["__inputs"][0]["name"], "DS_PROMETHEUS",
+        "__inputs"
+    );
     assert_eq!(dashboard["__inputs"][0]["pluginId"], "prometheus");
     let panels = dashboard["panels"].as_array().expect("panels");
     for p in panels.iter().filter(|p| p["type"] != "row") {

@@ -30,7 +30,10 @@ fn bearer() -> String {
     format!("Bearer {SECRET}")
 }
 
-fn status_with(srv: &ServerProcess, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, String) {
+fn status_with(
+    srv: &ServerProcess,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
     http(srv.addr, "GET", "/status", headers, "")
 }
 
@@ -98,7 +101,9 @@ fn the_status_page_needs_the_secret_by_header_or_login_cookie() {
     assert!(header(&h, "content-type").unwrap().starts_with("text/html"));
     assert!(!body.to_ascii_lowercase().contains("<script"), "{body}");
     assert!(body.contains("data-metric=\"livestore_events_appended_total\""));
-    assert!(header(&h, "content-security-policy").unwrap().contains("default-src 'none'"));
+    assert!(header(&h, "content-security-policy")
+        .unwrap()
+        .contains("default-src 'none'"));
 
     // The login form: a 303 to /status and a cookie holding a random token, never the secret.
     let form = format!("secret={}", uri_component(SECRET));
@@ -106,12 +111,19 @@ fn the_status_page_needs_the_secret_by_header_or_login_cookie() {
     assert_eq!(status, 303);
     assert_eq!(header(&h, "location"), Some("/status"));
     let cookie = set_cookie(&h);
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/status", "Max-Age=43200"] {
+    for attr in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/status",
+        "Max-Age=43200",
+    ] {
         assert!(cookie.contains(attr), "{attr} in {cookie}");
     }
     assert!(!cookie.contains(SECRET), "{cookie}");
     let pair = cookie.split(';').next().unwrap().to_string();
-    let token = pair.strip_prefix("livestore_status=").expect("the cookie's name");
+    let token = pair
+        .strip_prefix("livestore_status=")
+        .expect("the cookie's name");
     assert_eq!(token.len(), 64, "{cookie}");
     let (status, _, body) = status_with(&srv, &[("Cookie", &pair)]);
     assert_eq!(status, 200, "{body}");
@@ -135,7 +147,10 @@ fn the_status_page_needs_the_secret_by_header_or_login_cookie() {
     assert!(set_cookie(&h).contains("Max-Age=0"));
     let (status, h, _) = status_with(&srv, &[("Cookie", &pair)]);
     assert_eq!(status, 401);
-    assert!(set_cookie(&h).contains("Max-Age=0"), "a stale cookie is cleared");
+    assert!(
+        set_cookie(&h).contains("Max-Age=0"),
+        "a stale cookie is cleared"
+    );
     assert_eq!(http(srv.addr, "GET", "/status/login", &[], "").0, 405);
 }
 
@@ -148,7 +163,13 @@ fn the_page_escapes_store_ids_and_lists_refusals_without_the_token() {
     let mut a = Ws::v03(srv.addr, store);
     a.push_v03_acked("r1", &events(1, 2, "c"));
     let wrong_token = "a-wrong-token-that-must-never-show";
-    let (status, _, _) = http(srv.addr, "GET", &v04_path(store, wrong_token, "ws"), &[], "");
+    let (status, _, _) = http(
+        srv.addr,
+        "GET",
+        &v04_path(store, wrong_token, "ws"),
+        &[],
+        "",
+    );
     assert_eq!(status, 400);
 
     let auth = bearer();
@@ -158,7 +179,10 @@ fn the_page_escapes_store_ids_and_lists_refusals_without_the_token() {
         "the store id, escaped: {body}"
     );
     assert!(!body.contains("<b>bold</b>"));
-    assert!(body.contains("bad_auth_token"), "the refusal is listed: {body}");
+    assert!(
+        body.contains("bad_auth_token"),
+        "the refusal is listed: {body}"
+    );
     assert!(!body.contains(wrong_token), "never the token: {body}");
     assert!(!body.contains(TOKEN) && !body.contains(SECRET));
     // The store's row: head 2, one socket.
@@ -208,9 +232,21 @@ fn in_chromium_the_page_renders_and_its_numbers_equal_the_metrics() {
     let mut a = Ws::v03(srv.addr, "status-store-a");
     a.push_v03_acked("r1", &events(1, 5, "a"));
     let mut b = Ws::v04(srv.addr, "status-store-b");
-    b.send_text(&v04_pull("1", "SyncWsRpc.Pull", "status-store-b", Some(true), NONE));
+    b.send_text(&v04_pull(
+        "1",
+        "SyncWsRpc.Pull",
+        "status-store-b",
+        Some(true),
+        NONE,
+    ));
     assert_eq!(b.recv()["_tag"], "Chunk");
-    b.send_text(&v04_push("2", "SyncWsRpc.Push", "status-store-b", &events(1, 3, "b"), NONE));
+    b.send_text(&v04_push(
+        "2",
+        "SyncWsRpc.Push",
+        "status-store-b",
+        &events(1, 3, "b"),
+        NONE,
+    ));
     loop {
         if b.recv()["_tag"] == "Exit" {
             break;
@@ -221,7 +257,9 @@ fn in_chromium_the_page_renders_and_its_numbers_equal_the_metrics() {
     let metrics = loop {
         let m = scrape(&srv);
         let done = m.get("livestore_events_appended_total").map(String::as_str) == Some("8")
-            && m.get("livestore_broadcast_deliveries_total").map(String::as_str) == Some("2");
+            && m.get("livestore_broadcast_deliveries_total")
+                .map(String::as_str)
+                == Some("2");
         if done || Instant::now() > deadline {
             break m;
         }
@@ -246,7 +284,12 @@ fn in_chromium_the_page_renders_and_its_numbers_equal_the_metrics() {
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no report from the script ({})\n{stdout}\n{stderr}", out.status));
+        .unwrap_or_else(|| {
+            panic!(
+                "no report from the script ({})\n{stdout}\n{stderr}",
+                out.status
+            )
+        });
     let ctx = format!("report: {report:#}\nscript log:\n{stderr}");
     assert_eq!(report["error"], Value::Null, "{ctx}");
     assert!(out.status.success(), "{ctx}");
@@ -256,7 +299,10 @@ fn in_chromium_the_page_renders_and_its_numbers_equal_the_metrics() {
     assert_eq!(report["loginForm"], true, "{ctx}");
     assert_eq!(report["wrongStatus"], 401, "{ctx}");
     assert_eq!(report["loggedInStatus"], 200, "{ctx}");
-    assert!(report["loggedInUrl"].as_str().unwrap().ends_with("/status"), "{ctx}");
+    assert!(
+        report["loggedInUrl"].as_str().unwrap().ends_with("/status"),
+        "{ctx}"
+    );
     let cookies = report["cookies"].as_array().expect("cookies");
     assert_eq!(cookies.len(), 1, "{ctx}");
     assert_eq!(cookies[0]["name"], "livestore_status");
@@ -280,7 +326,10 @@ fn in_chromium_the_page_renders_and_its_numbers_equal_the_metrics() {
             .unwrap_or_else(|| panic!("{id} not listed: {stores:?}"))[1]
             .clone()
     };
-    assert_eq!((head("status-store-a"), head("status-store-b")), ("5".into(), "3".into()));
+    assert_eq!(
+        (head("status-store-a"), head("status-store-b")),
+        ("5".into(), "3".into())
+    );
     let figures = page["figures"].as_object().expect("figures");
     for series in [
         "livestore_events_appended_total",
@@ -291,13 +340,20 @@ fn in_chromium_the_page_renders_and_its_numbers_equal_the_metrics() {
         r#"livestore_pushes_accepted_total{protocol="0.4",transport="websocket"}"#,
         "livestore_stores_in_memory",
     ] {
-        assert!(figures.contains_key(series), "the page shows no {series}: {ctx}");
+        assert!(
+            figures.contains_key(series),
+            "the page shows no {series}: {ctx}"
+        );
     }
     for (series, shown) in figures {
         let scraped = metrics
             .get(series)
             .unwrap_or_else(|| panic!("{series} is on the page but not in /metrics"));
-        assert_eq!(shown.as_str(), Some(scraped.as_str()), "{series}: page vs /metrics\n{ctx}");
+        assert_eq!(
+            shown.as_str(),
+            Some(scraped.as_str()),
+            "{series}: page vs /metrics\n{ctx}"
+        );
     }
     assert_eq!(figures["livestore_events_appended_total"], "8");
     assert_eq!(
@@ -310,7 +366,11 @@ fn in_chromium_the_page_renders_and_its_numbers_equal_the_metrics() {
     assert!((0.0..=8.0 / 60.0 + 0.05).contains(&eps), "{eps}");
 
     let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("screenshot {}: {e}", shot.display()));
-    assert!(png.starts_with(b"\x89PNG"), "{} is not a PNG", shot.display());
+    assert!(
+        png.starts_with(b"\x89PNG"),
+        "{} is not a PNG",
+        shot.display()
+    );
     eprintln!("status_page: screenshot at {}", shot.display());
     drop((a, b));
 }

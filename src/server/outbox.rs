@@ -244,15 +244,20 @@ impl Outbox {
     /// Drops the socket as a slow consumer (counted once, however many
     /// senders find it full).
     fn kill_slow(&self, kind: SlowDrop, why: &str) {
-        if !self.is_dead() {
+        if self.cut(why) {
             self.metrics.slow_consumer(kind, why, &self.label);
         }
-        self.kill(why);
     }
 
     /// Cuts the TCP connection now; both threads of the socket wake up and end.
     pub fn kill(&self, why: &str) {
-        if !self.dead.swap(true, SeqCst) {
+        self.cut(why);
+    }
+
+    /// [`Outbox::kill`]; true for the one call that cut it.
+    fn cut(&self, why: &str) -> bool {
+        let first = !self.dead.swap(true, SeqCst);
+        if first {
             log::warn!("ws dropped {} reason={}", self.label, logfmt::value(why));
             if let Some(s) = &self.stream {
                 let _ = s.shutdown(Shutdown::Both);
@@ -264,6 +269,7 @@ impl Outbox {
             let _g = self.room_lock.lock();
             self.room.notify_all();
         }
+        first
     }
 
     /// Tells the writer that the reader is done: it writes what is queued

@@ -44,8 +44,35 @@ pub struct Config {
     /// Origins allowed to call the HTTP endpoints from a browser: `*`, or a
     /// comma-separated list of exact origins, or empty to send no CORS headers.
     pub cors_origins: Vec<String>,
+    /// Who may read `GET /metrics` (see [`MetricsAccess`]).
+    pub metrics: MetricsAccess,
     /// Limits that size memory and time per connection.
     pub limits: Limits,
+}
+
+/// Who may read `GET /metrics`. The `/status` page always needs the admin secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Only with `Authorization: Bearer <ADMIN_SECRET>` (the default).
+    Admin,
+    /// Anyone who can reach the port (keep the port private, or let a proxy
+    /// restrict the path).
+    Public,
+    /// `404`: no metrics at all.
+    Off,
+}
+
+impl std::str::FromStr for MetricsAccess {
+    type Err = String;
+
+    fn from_str(v: &str) -> Result<Self, String> {
+        match v.trim() {
+            "admin" => Ok(MetricsAccess::Admin),
+            "public" => Ok(MetricsAccess::Public),
+            "off" => Ok(MetricsAccess::Off),
+            other => Err(format!("`{other}` is not one of public, admin, off")),
+        }
+    }
 }
 
 /// Per-connection limits. Each one trades memory or latency for robustness;
@@ -154,6 +181,7 @@ impl Default for Config {
             db_pool_timeout: Duration::from_secs(10),
             log_level: log::LevelFilter::Info,
             cors_origins: vec!["*".to_string()],
+            metrics: MetricsAccess::Admin,
             limits: Limits::default(),
         }
     }
@@ -282,6 +310,16 @@ fn settings() -> Vec<Setting> {
                     .filter(|s| !s.is_empty())
                     .map(String::from)
                     .collect();
+                Ok(())
+            }
+        ),
+        s!(
+            "METRICS",
+            "--metrics",
+            "admin",
+            "who may read GET /metrics: admin (Bearer ADMIN_SECRET), public, or off",
+            |c, v| {
+                c.metrics = v.parse()?;
                 Ok(())
             }
         ),
@@ -584,6 +622,16 @@ mod tests {
     }
 
     #[test]
+    fn metrics_access_is_admin_unless_set() {
+        assert_eq!(run(&[], &[]).unwrap().metrics, MetricsAccess::Admin);
+        let public = run(&[("METRICS", "public")], &[]).unwrap();
+        assert_eq!(public.metrics, MetricsAccess::Public);
+        let off = run(&[("METRICS", "public")], &["--metrics", "off"]).unwrap();
+        assert_eq!(off.metrics, MetricsAccess::Off);
+        assert!(run(&[("METRICS", "everyone")], &[]).is_err());
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         assert!(run(&[("PORT", "eighty")], &[]).is_err());
         assert!(run(&[], &["--nope"]).is_err());
@@ -609,6 +657,7 @@ mod tests {
             ("--db-pool-max", "DB_POOL_MAX", "20"),
             ("--log-level", "LOG_LEVEL", "info"),
             ("--cors-origins", "CORS_ORIGINS", "*"),
+            ("--metrics", "METRICS", "admin"),
             ("--max-connections", "MAX_CONNECTIONS", "20000"),
             ("--max-message-bytes", "MAX_MESSAGE_BYTES", "33554432"),
             ("--outbound-queue", "OUTBOUND_QUEUE", "128"),

@@ -12,12 +12,13 @@
 //! |---|---|---|---|
 //! | [`service`] | start-up in order, systemd notify and socket activation, start-up errors with hints | server, storage, config, logger | sockets, environment |
 //! | [`server`] | accept loop, HTTP/1.1, WebSocket reader/writer threads, the socket queue, shutdown | everything below | sockets |
-//! | [`session`] | one connection's protocol state: decoded request → store → encoded answers | protocol, sync, storage, model | no (through a `Sink`) |
+//! | [`session`] | one connection's protocol state: decoded request → store → encoded answers | protocol, sync, storage, model, metrics | no (through a `Sink`) |
 //! | [`protocol`] | wire codecs: query string, 0.3 messages, 0.4 Effect-RPC envelopes, JSON writers, server WebSocket frames | model | no |
-//! | [`sync`] | the core: stores, push/pull rules, subscriptions, the `Sink` a socket offers | storage, model | through `Storage` |
+//! | [`sync`] | the core: stores, push/pull rules, subscriptions, the `Sink` a socket offers | storage, model, metrics | through `Storage` |
 //! | [`storage`] | the `Storage` interface, its SQLite and PostgreSQL implementations | model | database |
 //! | [`archive`] | export files: LiveStore's `sync export` document and our NDJSON, written and read | model, timefmt | through the `Read`/`Write` it is given |
 //! | [`model`] | events, store metadata, the chain and page rules | nothing | no |
+//! | [`metrics`] | what every room counts, rendered for `/metrics` and `/status` | nothing | no (`/proc/self` at a scrape) |
 //! | [`config`], [`logger`], [`logfmt`], [`timefmt`] | settings and limits, the log line format (plain or journald), `key=value` field values, timestamps | nothing (`logger`: `timefmt`) | no |
 //!
 //! The design and its reasons are in `docs/ARCHITECTURE.md`.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod logfmt;
 pub mod logger;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod server;

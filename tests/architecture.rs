@@ -12,20 +12,23 @@ const ROOMS: &[(&str, &[&str])] = &[
     ("timefmt", &[]),
     ("config", &[]),
     ("logfmt", &[]),
+    // What every room counts into (`/metrics`, `/status`): a leaf, so the
+    // core counts without knowing the server.
+    ("metrics", &[]),
     ("logger", &["timefmt"]),
     ("storage", &["model", "timefmt"]),
     ("archive", &["model", "timefmt"]),
     ("protocol", &["model", "timefmt"]),
-    ("sync", &["model", "storage", "timefmt"]),
+    ("sync", &["model", "storage", "timefmt", "metrics"]),
     (
         "session",
-        &["protocol", "sync", "storage", "model", "logfmt"],
+        &["protocol", "sync", "storage", "model", "logfmt", "metrics"],
     ),
     (
         "server",
         &[
             "session", "protocol", "sync", "storage", "archive", "model", "config", "timefmt",
-            "logfmt",
+            "logfmt", "metrics",
         ],
     ),
     ("service", &["server", "storage", "config", "logger"]),

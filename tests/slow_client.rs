@@ -52,4 +52,13 @@ fn a_socket_that_stops_reading_is_dropped_and_nobody_else_waits() {
         received < pushes,
         "slow socket received {received} of {pushes}: it was not dropped"
     );
+    // Counted once, as a full queue, and listed on the status page.
+    let auth = format!("Bearer {ADMIN}");
+    let (_, _, metrics) = http(srv.addr, "GET", "/metrics", &[("Authorization", &auth)], "");
+    assert!(
+        metrics.contains("livestore_slow_consumers_dropped_total{reason=\"queue_full\"} 1\n"),
+        "{metrics}"
+    );
+    let (_, _, page) = http(srv.addr, "GET", "/status", &[("Authorization", &auth)], "");
+    assert!(page.contains("outbound queue full"), "{page}");
 }

@@ -34,13 +34,7 @@ pub fn is_admin(path: &str) -> bool {
 }
 
 pub fn handle(ctx: &Ctx, req: &Request, peer: &str) -> Response {
-    if let Err(refusal) = authorise(ctx, req) {
-        log::warn!(
-            "refused admin {} {} peer={peer}: {}",
-            req.method,
-            req.path,
-            refusal.status
-        );
+    if let Err(refusal) = authorise_counted(ctx, req, peer) {
         return refusal;
     }
     let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
@@ -78,22 +72,53 @@ pub fn handle(ctx: &Ctx, req: &Request, peer: &str) -> Response {
     }
 }
 
-fn authorise(ctx: &Ctx, req: &Request) -> Result<(), Response> {
+/// [`authorise`], with a refusal logged and counted
+/// (`livestore_refused_total{reason="admin_unauthorised"}`).
+pub fn authorise_counted(ctx: &Ctx, req: &Request, peer: &str) -> Result<(), Response> {
+    authorise(ctx, req).inspect_err(|refusal| {
+        log::warn!(
+            "refused admin {} {} peer={peer}: {}",
+            req.method,
+            req.path,
+            refusal.status
+        );
+        ctx.metrics()
+            .refused(crate::metrics::Refusal::AdminUnauthorised, peer);
+    })
+}
+
+/// Whether the admin secret is set to something of the operator's own.
+pub fn secret_is_set(ctx: &Ctx) -> bool {
     let secret = &ctx.config.admin_secret;
-    if secret.is_empty() || secret == DEFAULT_ADMIN_SECRET {
+    !secret.is_empty() && secret != DEFAULT_ADMIN_SECRET
+}
+
+/// Whether `given` is the admin secret (constant time); never while it is
+/// unset or has its default.
+pub fn is_secret(ctx: &Ctx, given: &str) -> bool {
+    secret_is_set(ctx)
+        && !given.is_empty()
+        && ct_eq(given.as_bytes(), ctx.config.admin_secret.as_bytes())
+}
+
+/// The `Authorization: Bearer …` value, if the request has one.
+pub fn bearer(req: &Request) -> Option<&str> {
+    req.header("authorization").and_then(|h| {
+        let (scheme, token) = h.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    })
+}
+
+/// `Authorization: Bearer <ADMIN_SECRET>`, or the refusal to send: `403`
+/// while the secret is unset or default, `401` otherwise.
+pub fn authorise(ctx: &Ctx, req: &Request) -> Result<(), Response> {
+    if !secret_is_set(ctx) {
         return Err(error(
             403,
             "the admin API is off while ADMIN_SECRET is unset or has its well-known default; set ADMIN_SECRET",
         ));
     }
-    let given = req
-        .header("authorization")
-        .and_then(|h| {
-            let (scheme, token) = h.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
-        .unwrap_or("");
-    if given.is_empty() || !ct_eq(given.as_bytes(), secret.as_bytes()) {
+    if !is_secret(ctx, bearer(req).unwrap_or("")) {
         return Err(error(401, "send Authorization: Bearer <ADMIN_SECRET>")
             .with_header("WWW-Authenticate", "Bearer realm=\"livestore-sync admin\""));
     }

@@ -13,6 +13,7 @@ pub mod http;
 pub mod live;
 pub mod outbox;
 pub mod routes;
+pub mod status;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::config::Config;
 use crate::logfmt;
+use crate::metrics::{ConnGuard, Metrics, Refusal};
 use crate::session::Env;
 use crate::storage::Storage;
 use crate::sync::hub::Hub;
@@ -40,6 +42,10 @@ pub struct Ctx {
     /// Notices of other processes' changes (other instances on PostgreSQL,
     /// the command line on SQLite).
     pub watch: Option<crate::storage::Watch>,
+    /// Who is logged in to the status page.
+    pub logins: status::Logins,
+    /// Where the events live, for the status page (never a password).
+    pub storage_description: String,
 }
 
 impl Ctx {
@@ -50,8 +56,9 @@ impl Ctx {
             max_held_bytes: l.max_held_bytes,
             max_stores: l.max_stores,
         };
+        let metrics = Arc::new(Metrics::new());
         let env = Env {
-            hub: Hub::new(storage.clone(), core),
+            hub: Hub::with_metrics(storage.clone(), core, metrics),
             admin_secret: config.admin_secret.clone(),
             ack_window: l.ack_window,
             max_pull_streams: l.max_pull_streams,
@@ -71,7 +78,21 @@ impl Ctx {
                 }
             }))
         };
-        Arc::new(Ctx { env, config, watch })
+        let storage_description =
+            crate::storage::Backend::choose(config.database_url.as_deref(), &config.data_dir)
+                .map_or_else(|e| e.to_string(), |b| b.describe());
+        Arc::new(Ctx {
+            env,
+            config,
+            watch,
+            logins: status::Logins::default(),
+            storage_description,
+        })
+    }
+
+    /// Where everything of this server counts.
+    pub fn metrics(&self) -> &Metrics {
+        self.env.hub.metrics()
     }
 }
 
@@ -278,6 +299,7 @@ impl Server {
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
                     log::error!("accept failed reason={}", logfmt::value(&e.to_string()));
+                    self.ctx.metrics().error(&format!("accept failed: {e}"), "");
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
@@ -292,6 +314,9 @@ impl Server {
                     logfmt::value(&peer),
                     limits.max_connections
                 );
+                self.ctx
+                    .metrics()
+                    .refused(Refusal::TooManyConnections, &peer);
                 let _ = Response::text(503, "Too many connections").write_to(&stream, false);
                 continue;
             }
@@ -299,6 +324,7 @@ impl Server {
             let stream = Arc::new(stream);
             let id = NEXT.fetch_add(1, Ordering::Relaxed);
             self.registry.conns.lock().insert(id, stream.clone());
+            let peer_for_error = peer.clone();
             let (ctx, shutdown, registry, live) = (
                 self.ctx.clone(),
                 self.shutdown.clone(),
@@ -311,17 +337,19 @@ impl Server {
                 .spawn(move || {
                     let _thread = live.thread();
                     let conn = live.connection();
+                    let kind = ctx.metrics().connection();
                     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        serve_connection(&ctx, &stream, &peer, &shutdown, &live)
+                        serve_connection(&ctx, &stream, &peer, &shutdown, &live, &kind)
                     }));
                     if result.is_err() {
                         log::error!(
                             "connection closed peer={} reason=\"handler panicked\"",
                             logfmt::value(&peer)
                         );
+                        ctx.metrics().error("handler panicked", &peer);
                         let _ = stream.shutdown(NetShutdown::Both);
                     }
-                    drop(conn);
+                    drop((conn, kind));
                     log::debug!(
                         "connection ended peer={}; {}",
                         logfmt::value(&peer),
@@ -338,6 +366,9 @@ impl Server {
                     "refused connection reason={}",
                     logfmt::value(&format!("cannot start a thread: {e}"))
                 );
+                self.ctx
+                    .metrics()
+                    .refused(Refusal::NoThread, &peer_for_error);
                 self.registry.conns.lock().remove(&id);
             }
         }
@@ -388,11 +419,12 @@ fn serve_connection(
     peer: &str,
     shutdown: &Shutdown,
     live: &Arc<Live>,
+    kind: &ConnGuard<'_>,
 ) {
     let peer_field = logfmt::value(peer);
     log::debug!("http open peer={peer_field}");
     let mut served = 0u64;
-    let why = serve_http(ctx, stream, peer, shutdown, live, &mut served);
+    let why = serve_http(ctx, stream, peer, shutdown, live, kind, &mut served);
     log::debug!(
         "http closed peer={peer_field} requests={served} reason={}",
         logfmt::value(why)
@@ -405,6 +437,7 @@ fn serve_http(
     peer: &str,
     shutdown: &Shutdown,
     live: &Arc<Live>,
+    kind: &ConnGuard<'_>,
     served: &mut u64,
 ) -> &'static str {
     let limits = &ctx.config.limits;
@@ -421,6 +454,7 @@ fn serve_http(
                     logfmt::value(peer),
                     logfmt::value(msg)
                 );
+                ctx.metrics().refused(Refusal::BadHttpRequest, peer);
                 let _ = Response::text(status, msg).write_to(&**stream, false);
                 return "bad request";
             }
@@ -434,7 +468,7 @@ fn serve_http(
             }
         };
         *served += 1;
-        match routes::route(ctx, &req, peer, live) {
+        match routes::route(ctx, &req, peer, live, kind) {
             Action::Respond(resp) => {
                 let keep_alive = !req.close && !shutdown.is_triggered();
                 if resp.write_to(&**stream, keep_alive).is_err() {
@@ -457,7 +491,7 @@ fn serve_http(
                     key: &key,
                     leftover,
                 };
-                ws::serve(ctx, stream.clone(), upgrade, peer, shutdown, live);
+                ws::serve(ctx, stream.clone(), upgrade, peer, shutdown, live, kind);
                 return "upgraded to WebSocket";
             }
         }

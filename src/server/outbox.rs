@@ -36,6 +36,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::logfmt;
+use crate::metrics::{Metrics, SlowDrop};
 use crate::protocol::ws_frame;
 use crate::sync::sink::{ConnId, Gone, Msg, Sink};
 
@@ -140,6 +141,8 @@ pub struct Outbox {
     /// The socket: written by `send`'s shortcut, cut on overflow or shutdown.
     stream: Option<Arc<TcpStream>>,
     dead: AtomicBool,
+    /// Where a drop as too slow is counted.
+    metrics: Arc<Metrics>,
     /// For log lines.
     pub label: String,
 }
@@ -151,6 +154,7 @@ impl Outbox {
         limits: QueueLimits,
         stream: Option<Arc<TcpStream>>,
         label: String,
+        metrics: Arc<Metrics>,
     ) -> (Arc<Outbox>, Receiver<Outbound>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let id = NEXT_ID.fetch_add(1, SeqCst);
@@ -168,6 +172,7 @@ impl Outbox {
                 waiting: AtomicBool::new(false),
                 stream,
                 dead: AtomicBool::new(false),
+                metrics,
                 label,
             }),
             rx,
@@ -188,7 +193,7 @@ impl Outbox {
             return Err(Gone);
         }
         if !self.reserve(msg.queued_len()) {
-            self.kill("outbound queue full (client too slow)");
+            self.kill_slow(SlowDrop::QueueFull, "outbound queue full (client too slow)");
             return Err(Gone);
         }
         self.enqueue(msg)
@@ -220,7 +225,10 @@ impl Outbox {
             }
             if self.room.wait_until(&mut g, deadline).timed_out() {
                 drop(g);
-                self.kill("outbound queue stayed full (client not reading)");
+                self.kill_slow(
+                    SlowDrop::ReplyTimeout,
+                    "outbound queue stayed full (client not reading)",
+                );
                 return Err(Gone);
             }
         }
@@ -233,9 +241,23 @@ impl Outbox {
         let _ = self.try_send(Outbound::Close(code, reason));
     }
 
+    /// Drops the socket as a slow consumer (counted once, however many
+    /// senders find it full).
+    fn kill_slow(&self, kind: SlowDrop, why: &str) {
+        if self.cut(why) {
+            self.metrics.slow_consumer(kind, why, &self.label);
+        }
+    }
+
     /// Cuts the TCP connection now; both threads of the socket wake up and end.
     pub fn kill(&self, why: &str) {
-        if !self.dead.swap(true, SeqCst) {
+        self.cut(why);
+    }
+
+    /// [`Outbox::kill`]; true for the one call that cut it.
+    fn cut(&self, why: &str) -> bool {
+        let first = !self.dead.swap(true, SeqCst);
+        if first {
             log::warn!("ws dropped {} reason={}", self.label, logfmt::value(why));
             if let Some(s) = &self.stream {
                 let _ = s.shutdown(Shutdown::Both);
@@ -247,6 +269,7 @@ impl Outbox {
             let _g = self.room_lock.lock();
             self.room.notify_all();
         }
+        first
     }
 
     /// Tells the writer that the reader is done: it writes what is queued
@@ -391,7 +414,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_marks_the_socket_dead() {
-        let (ob, rx) = Outbox::new(q(2), None, "test".into());
+        let (ob, rx) = Outbox::new(q(2), None, "test".into(), Arc::default());
         assert!(ob.try_send(Outbound::Finish).is_ok());
         assert!(ob.try_send(Outbound::Finish).is_ok());
         assert_eq!(ob.try_send(Outbound::Finish), Err(Gone));
@@ -406,7 +429,7 @@ mod tests {
         // The writer holds an `Arc<Outbox>`, so the channel never
         // disconnects: a kill must put something in it (issue: a failed
         // direct reply left the writer in `recv` forever).
-        let (ob, rx) = Outbox::new(q(2), None, "test".into());
+        let (ob, rx) = Outbox::new(q(2), None, "test".into(), Arc::default());
         let writer = {
             let ob = ob.clone();
             std::thread::spawn(move || {
@@ -421,7 +444,7 @@ mod tests {
 
     #[test]
     fn finish_is_queued_even_when_full_or_dead() {
-        let (ob, rx) = Outbox::new(q(1), None, "test".into());
+        let (ob, rx) = Outbox::new(q(1), None, "test".into(), Arc::default());
         ob.try_send(Outbound::Static("a")).unwrap();
         ob.finish();
         assert!(matches!(rx.try_recv(), Ok(Outbound::Static("a"))));
@@ -439,7 +462,7 @@ mod tests {
             max_bytes: 10,
             reply_timeout: Duration::from_millis(20),
         };
-        let (ob, rx) = Outbox::new(limits, None, "test".into());
+        let (ob, rx) = Outbox::new(limits, None, "test".into(), Arc::default());
         // One message larger than the bound is taken when nothing is queued.
         ob.try_send(Outbound::Static("0123456789abc")).unwrap();
         let big = rx.try_recv().unwrap();
@@ -451,7 +474,7 @@ mod tests {
             Err(Gone)
         );
         assert!(ob.is_dead());
-        let (ob, _rx) = Outbox::new(limits, None, "test".into());
+        let (ob, _rx) = Outbox::new(limits, None, "test".into(), Arc::default());
         ob.try_send(Outbound::Static("0123456")).unwrap();
         // A broadcast that does not fit drops the socket at once.
         assert_eq!(ob.try_send(Outbound::Static("0123")), Err(Gone));
@@ -459,8 +482,32 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_consumer_is_counted_once_with_its_reason() {
+        let m: Arc<Metrics> = Arc::default();
+        let (ob, _rx) = Outbox::new(q(1), None, "store=\"s\"".into(), m.clone());
+        ob.try_send(Outbound::Static("a")).unwrap();
+        assert_eq!(ob.try_send(Outbound::Static("b")), Err(Gone));
+        // More broadcasts find it dead: still one drop.
+        assert_eq!(ob.try_send(Outbound::Static("c")), Err(Gone));
+        assert_eq!(m.slow_consumers(SlowDrop::QueueFull), 1);
+        let (ob, _rx) = Outbox::new(q(1), None, "store=\"t\"".into(), m.clone());
+        ob.try_send(Outbound::Static("a")).unwrap();
+        let reply = ob.send(Outbound::Static("b"), Duration::from_millis(20));
+        assert_eq!(reply, Err(Gone));
+        assert_eq!(m.slow_consumers(SlowDrop::ReplyTimeout), 1);
+        // A write failure or a kill is no slow consumer.
+        let (ob, _rx) = Outbox::new(q(1), None, "store=\"u\"".into(), m.clone());
+        ob.kill("write failed: broken pipe");
+        assert_eq!(m.slow_consumers(SlowDrop::QueueFull), 1);
+        let recent = m.recent();
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[0].source, "store=\"t\"");
+        assert_eq!(recent[1].reason, "outbound queue full (client too slow)");
+    }
+
+    #[test]
     fn a_gone_writer_is_reported() {
-        let (ob, rx) = Outbox::new(q(2), None, "test".into());
+        let (ob, rx) = Outbox::new(q(2), None, "test".into(), Arc::default());
         drop(rx);
         assert_eq!(
             ob.send(Outbound::Finish, Duration::from_millis(10)),
@@ -470,7 +517,7 @@ mod tests {
 
     #[test]
     fn a_reply_waits_for_room_and_gets_it_when_the_writer_takes_one() {
-        let (ob, rx) = Outbox::new(q(1), None, "test".into());
+        let (ob, rx) = Outbox::new(q(1), None, "test".into(), Arc::default());
         ob.try_send(Outbound::Static("a")).unwrap();
         let writer = {
             let ob = ob.clone();
@@ -494,7 +541,7 @@ mod tests {
 
     #[test]
     fn a_reply_that_never_gets_room_kills_the_socket() {
-        let (ob, _rx) = Outbox::new(q(1), None, "test".into());
+        let (ob, _rx) = Outbox::new(q(1), None, "test".into(), Arc::default());
         ob.try_send(Outbound::Static("a")).unwrap();
         let err = ob.send(Outbound::Static("b"), Duration::from_millis(20));
         assert_eq!(err, Err(Gone));
@@ -515,7 +562,7 @@ mod tests {
     #[test]
     fn a_small_reply_is_written_at_once_when_nothing_is_queued() {
         let (server, mut client) = pair();
-        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into());
+        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into(), Arc::default());
         ob.send(Outbound::Static("pong"), Duration::from_secs(1))
             .unwrap();
         assert!(rx.is_empty(), "written directly, not queued");
@@ -527,7 +574,7 @@ mod tests {
     #[test]
     fn a_reply_queues_behind_what_is_already_queued() {
         let (server, _client) = pair();
-        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into());
+        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into(), Arc::default());
         ob.try_send(Outbound::Static("event")).unwrap();
         ob.send(Outbound::Static("pong"), Duration::from_secs(1))
             .unwrap();
@@ -538,7 +585,7 @@ mod tests {
     #[test]
     fn a_reply_queues_while_the_writer_is_writing() {
         let (server, _client) = pair();
-        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into());
+        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into(), Arc::default());
         let g = ob.lock_writes();
         ob.send(Outbound::Static("pong"), Duration::from_secs(1))
             .unwrap();
@@ -549,7 +596,7 @@ mod tests {
     #[test]
     fn large_replies_and_replies_after_a_close_frame_are_queued() {
         let (server, _client) = pair();
-        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into());
+        let (ob, rx) = Outbox::new(q(8), Some(server), "test".into(), Arc::default());
         let page: Arc<str> = "x".repeat(DIRECT_MAX + 1).into();
         ob.send(Outbound::Text(page), Duration::from_secs(1))
             .unwrap();

@@ -8,7 +8,8 @@ use super::http::{Request, Response};
 use super::live::Live;
 use super::Ctx;
 use crate::logfmt;
-use crate::protocol::query::{self, Route, SyncParams};
+use crate::metrics::{ConnGuard, ConnKind, Proto, Refusal};
+use crate::protocol::query::{self, ParamError, Route, SyncParams};
 use crate::session::v04_http;
 
 /// The outcome of routing one request.
@@ -21,27 +22,46 @@ pub enum Action {
     },
 }
 
-pub fn route(ctx: &Ctx, req: &Request, peer: &str, live: &Live) -> Action {
-    // No CORS on the admin API: it is for operators' tools, not pages.
+/// `kind` is the connection's count in `livestore_connections_open`: a 0.4
+/// HTTP sync request moves it there (an upgrade does, in `ws.rs`).
+pub fn route(ctx: &Ctx, req: &Request, peer: &str, live: &Live, kind: &ConnGuard<'_>) -> Action {
+    // No CORS on the admin API, the metrics and the status page: they are
+    // for operators' tools, not other sites' pages.
     if super::admin::is_admin(&req.path) {
         return Action::Respond(super::admin::handle(ctx, req, peer));
+    }
+    if let Some(response) = super::status::handle(ctx, req, peer, live) {
+        return Action::Respond(response);
     }
     let response = match req.method.as_str() {
         "OPTIONS" => preflight(ctx, req),
         _ => match query::route(&req.path, &req.query) {
-            Some(route) => return sync_request(ctx, req, route, peer),
+            Some(route) => return sync_request(ctx, req, route, peer, kind),
             None => plain(ctx, req, live),
         },
     };
     Action::Respond(with_cors(ctx, req, response))
 }
 
-fn sync_request(ctx: &Ctx, req: &Request, route: Route, peer: &str) -> Action {
+fn sync_request(
+    ctx: &Ctx,
+    req: &Request,
+    route: Route,
+    peer: &str,
+    kind: &ConnGuard<'_>,
+) -> Action {
     let params = match query::parse(route, &req.query)
         .and_then(|p| p.check_auth(&ctx.config.auth_token).map(|()| p))
     {
         Ok(p) => p,
         Err(e) => {
+            let why = match e {
+                ParamError::MissingAuthToken | ParamError::InvalidAuthToken => {
+                    Refusal::BadAuthToken
+                }
+                _ => Refusal::BadSyncRequest,
+            };
+            ctx.metrics().refused(why, peer);
             let store = query::parse(route, &req.query)
                 .map(|p| p.store_id)
                 .unwrap_or_default();
@@ -59,22 +79,28 @@ fn sync_request(ctx: &Ctx, req: &Request, route: Route, peer: &str) -> Action {
     let response = match route {
         Route::V03 | Route::V04Ws => match websocket_key(req) {
             Some(key) => return Action::Upgrade { params, key },
-            None => Response::text(
-                426,
-                "Upgrade Required: this endpoint speaks WebSocket (Upgrade: websocket)",
-            )
-            .with_header("Upgrade", "websocket"),
+            None => {
+                ctx.metrics().refused(Refusal::NotWebsocket, peer);
+                Response::text(
+                    426,
+                    "Upgrade Required: this endpoint speaks WebSocket (Upgrade: websocket)",
+                )
+                .with_header("Upgrade", "websocket")
+            }
         },
         Route::V04Http if req.method == "POST" => {
+            kind.set(ConnKind::Sync(Proto::V04Http));
             let label = label(&params.store_id, peer, route);
             match v04_http::handle(&ctx.env, &params.store_id, &req.body, &label) {
                 Ok(json) => Response::json(200, json),
                 Err(v04_http::NotARequest) => {
+                    ctx.metrics().refused(Refusal::BadSyncRequest, peer);
                     Response::text(400, "The body must be one JSON RPC Request")
                 }
             }
         }
         Route::V04Http => {
+            ctx.metrics().refused(Refusal::BadSyncRequest, peer);
             Response::text(405, "Use POST for transport=http").with_header("Allow", "POST, OPTIONS")
         }
     };

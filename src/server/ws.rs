@@ -25,6 +25,7 @@ use super::live::Live;
 use super::outbox::{Outbound, Outbox, QueueLimits};
 use super::{Ctx, Shutdown as ServerShutdown};
 use crate::logfmt;
+use crate::metrics::{ConnGuard, ConnKind, Proto, Refusal};
 use crate::protocol::query::Route;
 use crate::session::{v03::V03Session, v04_ws::V04WsSession};
 use crate::sync::sink::Sink;
@@ -64,9 +65,10 @@ pub fn serve(
     peer: &str,
     shutdown: &ServerShutdown,
     live: &Arc<Live>,
+    kind: &ConnGuard<'_>,
 ) {
     let route = upgrade.route;
-    let Some(mut open) = open(ctx, stream, upgrade, peer, live) else {
+    let Some(mut open) = open(ctx, stream, upgrade, peer, live, kind) else {
         return;
     };
     let why = read_loop(&mut open.ws, &mut open.session, route, shutdown);
@@ -108,6 +110,7 @@ fn open<'a>(
     upgrade: Upgrade<'_>,
     peer: &str,
     live: &'a Arc<Live>,
+    kind: &ConnGuard<'_>,
 ) -> Option<Open<'a>> {
     let Upgrade {
         route,
@@ -127,7 +130,12 @@ fn open<'a>(
         max_bytes: limits.max_queued_bytes,
         reply_timeout: limits.write_timeout,
     };
-    let (outbox, rx) = Outbox::new(queue, Some(stream.clone()), label);
+    let (outbox, rx) = Outbox::new(
+        queue,
+        Some(stream.clone()),
+        label,
+        ctx.env.hub.metrics().clone(),
+    );
     let label = &outbox.label;
     let sink: Arc<dyn Sink> = outbox.clone();
 
@@ -145,6 +153,9 @@ fn open<'a>(
                 "refused upgrade {label} status=503 reason={}",
                 logfmt::value(&e.to_string())
             );
+            let m = ctx.metrics();
+            m.refused(Refusal::StorageUnavailable, label);
+            m.error(&format!("upgrade refused: {e}"), label);
             let _ = Response::text(503, "Storage unavailable, try again").write_to(&*stream, false);
             return None;
         }
@@ -152,6 +163,11 @@ fn open<'a>(
     // Counted before the 101 goes out: a client that sees the socket open
     // also sees it in the counts.
     let counted = live.websocket();
+    kind.set(ConnKind::Sync(if route == Route::V03 {
+        Proto::V03
+    } else {
+        Proto::V04Ws
+    }));
     if (&*stream)
         .write_all(switching_protocols(key).as_bytes())
         .is_err()

@@ -12,7 +12,36 @@ mod v04_common;
 pub mod v04_http;
 pub mod v04_ws;
 
+use crate::metrics::{Metrics, Proto, PushRejected};
+use crate::model::ChainError;
 use crate::sync::hub::Hub;
+use crate::sync::store::PushError;
+
+/// Counts a push's outcome (`livestore_pushes_accepted_total` /
+/// `_rejected_total`); a storage failure also goes to the recent errors.
+/// Returns `result` as it was.
+pub(crate) fn push_counted(
+    m: &Metrics,
+    proto: Proto,
+    result: Result<(), PushError>,
+    label: &str,
+) -> Result<(), PushError> {
+    match &result {
+        Ok(()) => m.push_accepted(proto),
+        Err(PushError::Chain(ChainError::WrongParent { .. })) => {
+            m.push_rejected(proto, PushRejected::WrongParent)
+        }
+        Err(PushError::Chain(_)) => m.push_rejected(proto, PushRejected::BrokenChain),
+        Err(PushError::BackendIdMismatch { .. }) => {
+            m.push_rejected(proto, PushRejected::BackendIdMismatch)
+        }
+        Err(PushError::Storage(e)) => {
+            m.push_rejected(proto, PushRejected::StorageError);
+            m.error(&format!("push failed: {e}"), label);
+        }
+    }
+    result
+}
 
 /// What every session needs: the stores and the session settings.
 pub struct Env {

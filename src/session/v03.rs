@@ -10,8 +10,9 @@
 
 use std::sync::Arc;
 
-use super::Env;
+use super::{push_counted, Env};
 use crate::logfmt;
+use crate::metrics::Proto;
 use crate::protocol::query::ct_eq;
 use crate::protocol::v03::{self, cursor_from_f64, Context, Request};
 use crate::storage::StorageError;
@@ -106,12 +107,15 @@ impl V03Session {
                 unreachable!("0.3 pulls name no backend id")
             }
         };
+        let metrics = self.env.hub.metrics();
         loop {
             let sink = &self.sink;
             let step = pull.send_next(|page| {
                 sink.send(
                     v03::pull_res(&page.events, Context::Pull, request_id, page.remaining).into(),
-                )
+                )?;
+                metrics.pull_page(Proto::V03, page.events.len());
+                Ok(())
             });
             match step {
                 Ok(Progress::More) => {}
@@ -131,6 +135,10 @@ impl V03Session {
             self.sink.label(),
             logfmt::value(&e.to_string())
         );
+        self.env
+            .hub
+            .metrics()
+            .error(&format!("pull failed: {e}"), self.sink.label());
         self.reply(v03::error(request_id, &e.to_string()));
         self.sink.close(1011, "pull failed, reconnect");
     }
@@ -140,6 +148,7 @@ impl V03Session {
         let result = self.store.push(request_id, batch, None, || {
             let _ = sink.try_send(v03::push_ack(request_id).into());
         });
+        let result = push_counted(self.env.hub.metrics(), Proto::V03, result, sink.label());
         match result {
             Ok(()) => {}
             Err(PushError::Chain(e)) => self.reply(v03::error(request_id, &e.to_string())),

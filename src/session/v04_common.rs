@@ -2,12 +2,13 @@
 //! mapping of core errors to the client's typed errors.
 
 use crate::logfmt;
+use crate::metrics::Metrics;
 use crate::model::ChainError;
 use crate::protocol::v04::{self, SyncError};
 use crate::sync::pull::PullRefused;
 use crate::sync::store::PushError;
 
-/// The typed error a refused push becomes.
+/// The typed error a refused push becomes (counted by `super::push_counted`).
 pub fn push_error(e: PushError, label: &str) -> SyncError {
     match e {
         PushError::Chain(ChainError::WrongParent { head, parent }) => SyncError::ServerAhead {
@@ -33,21 +34,22 @@ pub fn push_error(e: PushError, label: &str) -> SyncError {
 }
 
 /// The typed error a refused pull becomes.
-pub fn pull_refused(e: PullRefused, label: &str) -> SyncError {
+pub fn pull_refused(m: &Metrics, e: PullRefused, label: &str) -> SyncError {
     match e {
         PullRefused::BackendIdMismatch { expected, received } => {
             SyncError::BackendIdMismatch { expected, received }
         }
-        PullRefused::Storage(e) => pull_failed(&e, label),
+        PullRefused::Storage(e) => pull_failed(m, &e, label),
     }
 }
 
-/// A pull whose storage failed.
-pub fn pull_failed(e: &crate::storage::StorageError, label: &str) -> SyncError {
+/// A pull whose storage failed: logged, and kept in the recent errors.
+pub fn pull_failed(m: &Metrics, e: &crate::storage::StorageError, label: &str) -> SyncError {
     log::error!(
         "pull failed {label} reason={}",
         logfmt::value(&e.to_string())
     );
+    m.error(&format!("pull failed: {e}"), label);
     SyncError::Unknown {
         message: e.to_string(),
     }

@@ -6,7 +6,8 @@
 //! `MoreKnown` page, and the next poll continues.
 
 use super::v04_common::{payload_for_store, pull_failed, pull_refused, push_error};
-use super::Env;
+use super::{push_counted, Env};
+use crate::metrics::{Proto, PushRejected};
 use crate::protocol::v04::{self, Incoming, PageInfo, PingPayload, PullPayload, PushPayload};
 use crate::sync::pull::{Progress, PullError};
 
@@ -31,12 +32,18 @@ pub fn handle(env: &Env, store_id: &str, body: &[u8], label: &str) -> Result<Str
             match payload_for_store(&payload, store_id, |p: &PushPayload| &p.store_id) {
                 Ok(p) => {
                     let store = env.hub.store(store_id);
-                    match store.push(&id, p.batch, p.backend_id.0.as_deref(), || {}) {
+                    let result = store.push(&id, p.batch, p.backend_id.0.as_deref(), || {});
+                    match push_counted(env.hub.metrics(), Proto::V04Http, result, label) {
                         Ok(()) => v04::exit_push_ok(&id),
                         Err(e) => v04::exit_fail(&id, &push_error(e, label)),
                     }
                 }
-                Err(e) => v04::exit_die(&id, &e),
+                Err(e) => {
+                    env.hub
+                        .metrics()
+                        .push_rejected(Proto::V04Http, PushRejected::InvalidRequest);
+                    v04::exit_die(&id, &e)
+                }
             }
         }
         v04::PING_HTTP => {
@@ -57,7 +64,7 @@ fn pull(env: &Env, store_id: &str, id: &str, p: &PullPayload, label: &str) -> St
     let fail = |e| format!("[{}]", v04::exit_fail(id, &e));
     let mut pull = match env.hub.store(store_id).pull(from, backend_id, None) {
         Ok(p) => p,
-        Err(e) => return fail(pull_refused(e, label)),
+        Err(e) => return fail(pull_refused(env.hub.metrics(), e, label)),
     };
     let backend_id = match pull.meta() {
         Some(m) => m.backend_id.clone(),
@@ -69,13 +76,16 @@ fn pull(env: &Env, store_id: &str, id: &str, p: &PullPayload, label: &str) -> St
             let info = PageInfo::from_remaining(page.remaining);
             v04::write_chunk(&mut out, id, &page.events, info, &backend_id);
             out.push(',');
+            env.hub
+                .metrics()
+                .pull_page(Proto::V04Http, page.events.len());
             Ok(())
         });
         match step {
             Ok(Progress::More) if out.len() >= env.max_http_pull_bytes => break,
             Ok(Progress::More) => {}
             Ok(Progress::Done) => break,
-            Err(PullError::Storage(e)) => return fail(pull_failed(&e, label)),
+            Err(PullError::Storage(e)) => return fail(pull_failed(env.hub.metrics(), &e, label)),
             Err(PullError::Gone) => unreachable!("the answer buffer is never gone"),
         }
     }

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use super::v04_common::{payload_for_store, pull_failed, pull_refused, push_error};
-use super::Env;
+use super::{push_counted, Env};
+use crate::metrics::{Proto, PushRejected};
 use crate::protocol::v04::{self, Incoming, PageInfo, PullPayload, PushPayload};
 use crate::storage::StorageError;
 use crate::sync::pull::{Progress, Pull, PullError};
@@ -142,7 +143,13 @@ impl V04WsSession {
                         &p.store_id
                     }) {
                         Ok(p) => self.push(&id, p),
-                        Err(e) => self.reply(v04::exit_die(&id, &e)),
+                        Err(e) => {
+                            self.env
+                                .hub
+                                .metrics()
+                                .push_rejected(Proto::V04Ws, PushRejected::InvalidRequest);
+                            self.reply(v04::exit_die(&id, &e))
+                        }
                     }
                 }
                 other => self.reply(v04::exit_die(&id, &format!("unknown request tag: {other}"))),
@@ -182,7 +189,7 @@ impl V04WsSession {
                 self.pump(&id);
             }
             Err(e) => {
-                let e = pull_refused(e, self.sink.label());
+                let e = pull_refused(self.env.hub.metrics(), e, self.sink.label());
                 self.reply(v04::exit_fail(&id, &e));
             }
         }
@@ -192,6 +199,7 @@ impl V04WsSession {
     /// ends a non-live pull or leaves a live one receiving live chunks.
     fn pump(&mut self, id: &str) {
         let window = self.env.ack_window;
+        let metrics = self.env.hub.metrics();
         let sink = &self.sink;
         let Some(PullStream { pull, in_flight }) = self.pulls.get_mut(id) else {
             return;
@@ -206,6 +214,7 @@ impl V04WsSession {
             let step = pull.send_next(|page| {
                 let info = PageInfo::from_remaining(page.remaining);
                 sink.send(v04::chunk(id, &page.events, info, &backend_id).into())?;
+                metrics.pull_page(Proto::V04Ws, page.events.len());
                 *in_flight += 1;
                 Ok(())
             });
@@ -226,7 +235,7 @@ impl V04WsSession {
             }
             Err(PullError::Storage(e)) => {
                 self.pulls.remove(id);
-                let e = pull_failed(&e, self.sink.label());
+                let e = pull_failed(self.env.hub.metrics(), &e, self.sink.label());
                 self.reply(v04::exit_fail(id, &e));
             }
         }
@@ -241,6 +250,7 @@ impl V04WsSession {
         let result = self.store.push(id, p.batch, p.backend_id.0.as_deref(), || {
             let _ = sink.try_send(v04::exit_push_ok(id).into());
         });
+        let result = push_counted(self.env.hub.metrics(), Proto::V04Ws, result, sink.label());
         if let Err(e) = result {
             self.reply(v04::exit_fail(id, &push_error(e, self.sink.label())));
         }
@@ -390,6 +400,44 @@ mod tests {
         // Reusing an open stream's id replaces it rather than adding one.
         s.handle_text(&pull("0", true, none()));
         assert_eq!(page(&sink.take_json()[0]).1, "NoMore");
+    }
+
+    #[test]
+    fn pushes_and_pull_pages_are_counted_by_outcome() {
+        use crate::metrics::{Proto, PushRejected};
+        let env = env(MemStorage::with_log(150, 10));
+        let m = env.hub.metrics().clone();
+        let (mut s, sink) = open(&env);
+        s.handle_text(&pull("1", false, none()));
+        s.handle_text(&push("p1", 151, 2, none()));
+        s.handle_text(&push("p2", 151, 1, none()));
+        s.handle_text(&push(
+            "p3",
+            153,
+            1,
+            json!({"_tag": "Some", "value": "other"}),
+        ));
+        s.handle_text(
+            r#"{"_tag":"Request","id":"p4","tag":"SyncWsRpc.Push","headers":[],"payload":{"storeId":"t","batch":[]}}"#,
+        );
+        assert!(!sink.take().is_empty());
+        assert_eq!(m.pushes_accepted(Proto::V04Ws), 1);
+        for (why, n) in [
+            (PushRejected::WrongParent, 1),
+            (PushRejected::BackendIdMismatch, 1),
+            (PushRejected::InvalidRequest, 1),
+            (PushRejected::StorageError, 0),
+        ] {
+            assert_eq!(m.pushes_rejected(Proto::V04Ws, why), n, "{why:?}");
+        }
+        assert_eq!(m.pushes_accepted(Proto::V03), 0);
+        let text = m.render(&Default::default());
+        for series in [
+            r#"livestore_pull_pages_total{protocol="0.4",transport="websocket"} 2"#,
+            r#"livestore_pull_events_total{protocol="0.4",transport="websocket"} 150"#,
+        ] {
+            assert!(text.contains(series), "{series} in\n{text}");
+        }
     }
 
     #[test]

@@ -257,6 +257,27 @@ pub trait Storage: Send + Sync {
         let _ = deliver;
         None
     }
+
+    /// The connection pool's figures right now (for `/metrics`); `None`
+    /// for a storage without one.
+    fn pool_state(&self) -> Option<PoolState> {
+        None
+    }
+}
+
+/// A storage's database connections at one moment (`Storage::pool_state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolState {
+    /// Connections checked out (PostgreSQL: of the pool; SQLite: readers).
+    pub in_use: u64,
+    /// Open and idle in the pool.
+    pub idle: u64,
+    /// Threads waiting: PostgreSQL, for a pooled connection; SQLite, appends
+    /// queued for the next group commit of the one writer.
+    pub waiting: u64,
+    /// Most connections the pool opens; 0 when unbounded (SQLite opens a
+    /// reader whenever none is idle).
+    pub max: u64,
 }
 
 /// A change another process made, as the storage learns of it. A notice

@@ -112,6 +112,8 @@ pub struct PoolOptions {
 
 pub struct PgStorage {
     pool: Pool,
+    /// Threads in `conn` waiting for a pooled connection (r2d2 does not say).
+    waiting: std::sync::atomic::AtomicU64,
     config: postgres::Config,
     /// Tags this process's notices, so its own listener skips them.
     instance: String,
@@ -160,6 +162,7 @@ impl PgStorage {
             .map_err(|e| err("cannot connect to PostgreSQL", e))?;
         Ok(PgStorage {
             pool,
+            waiting: Default::default(),
             config,
             instance: new_backend_id(),
         })
@@ -182,9 +185,11 @@ impl PgStorage {
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StorageError> {
-        self.pool
-            .get()
-            .map_err(|e| err("no PostgreSQL connection", e))
+        use std::sync::atomic::Ordering::Relaxed;
+        self.waiting.fetch_add(1, Relaxed);
+        let got = self.pool.get();
+        self.waiting.fetch_sub(1, Relaxed);
+        got.map_err(|e| err("no PostgreSQL connection", e))
     }
 
     /// The plan PostgreSQL uses for one page of a pull (a diagnostic: it
@@ -814,6 +819,16 @@ impl Storage for PgStorage {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn pool_state(&self) -> Option<super::PoolState> {
+        let state = self.pool.state();
+        Some(super::PoolState {
+            in_use: u64::from(state.connections - state.idle_connections),
+            idle: u64::from(state.idle_connections),
+            waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
+            max: u64::from(self.pool.max_size()),
+        })
     }
 
     fn watch(&self, deliver: Box<dyn Fn(Notice) + Send + Sync>) -> Option<Watch> {

@@ -211,6 +211,8 @@ pub struct SqliteStorage {
     committed: Condvar,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Readers checked out of `readers` (for `pool_state`).
+    readers_in_use: std::sync::atomic::AtomicU64,
     /// Tags this storage's `changes` rows, so its own watch skips them.
     instance: String,
     /// Dropped last: the lock is released after the connections closed.
@@ -292,6 +294,7 @@ impl SqliteStorage {
             committed: Condvar::new(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            readers_in_use: Default::default(),
             instance: new_backend_id(),
             path,
             lock,
@@ -355,6 +358,8 @@ impl SqliteStorage {
             Some(c) => c,
             None => open_reader(&self.path)?,
         };
+        self.readers_in_use
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Reader {
             storage: self,
             conn: Some(conn),
@@ -513,6 +518,9 @@ impl Reader<'_> {
 
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
+        self.storage
+            .readers_in_use
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(c) = self.conn.take() {
             let mut idle = self.storage.readers.lock();
             if idle.len() < IDLE_READERS {
@@ -767,6 +775,17 @@ impl Storage for SqliteStorage {
     fn schema_version(&self) -> Result<i64, StorageError> {
         let r = self.reader()?;
         user_version(r.conn(), &self.path)
+    }
+
+    fn pool_state(&self) -> Option<super::PoolState> {
+        Some(super::PoolState {
+            in_use: self
+                .readers_in_use
+                .load(std::sync::atomic::Ordering::Relaxed),
+            idle: self.readers.lock().len() as u64,
+            waiting: self.group.lock().queue.len() as u64,
+            max: 0,
+        })
     }
 
     /// Polls `PRAGMA data_version` on a read connection of its own every

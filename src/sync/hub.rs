@@ -5,23 +5,37 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::store::Store;
+use super::store::{Store, StoreStatus};
 use super::Limits;
+use crate::metrics::Metrics;
 use crate::storage::{Notice, Storage, StorageError};
 
 pub struct Hub {
     storage: Arc<dyn Storage>,
     limits: Limits,
+    metrics: Arc<Metrics>,
     stores: Mutex<HashMap<String, Arc<Store>>>,
 }
 
 impl Hub {
+    /// A hub counting into figures of its own.
     pub fn new(storage: Arc<dyn Storage>, limits: Limits) -> Hub {
+        Self::with_metrics(storage, limits, Arc::default())
+    }
+
+    /// A hub whose stores and sessions count into `metrics`.
+    pub fn with_metrics(storage: Arc<dyn Storage>, limits: Limits, metrics: Arc<Metrics>) -> Hub {
         Hub {
             storage,
             limits,
+            metrics,
             stores: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Where this hub's stores and sessions count (`/metrics`, `/status`).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The store with this id (created in memory on first use; loaded from
@@ -38,7 +52,12 @@ impl Hub {
             // while this lock is held (they would come through here).
             stores.retain(|_, s| Arc::strong_count(s) > 1 || s.in_use());
         }
-        let s = Arc::new(Store::new(id, self.storage.clone(), self.limits.clone()));
+        let s = Arc::new(Store::new(
+            id,
+            self.storage.clone(),
+            self.limits.clone(),
+            self.metrics.clone(),
+        ));
         stores.insert(id.to_string(), s.clone());
         s
     }
@@ -46,6 +65,13 @@ impl Hub {
     /// Store entries held in memory.
     pub fn stores_in_memory(&self) -> usize {
         self.stores.lock().len()
+    }
+
+    /// What every store entry in memory looks like right now (for the
+    /// status page): never reads storage.
+    pub fn statuses(&self) -> Vec<StoreStatus> {
+        let stores: Vec<Arc<Store>> = self.stores.lock().values().cloned().collect();
+        stores.iter().map(|s| s.status()).collect()
     }
 
     /// The store's entry if this process has one (for notices from

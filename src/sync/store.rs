@@ -11,12 +11,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
 
 use parking_lot::Mutex;
 
 use super::pull::{Pull, PullRefused};
 use super::sink::{ConnId, Gone, Sink};
 use super::Limits;
+use crate::metrics::Metrics;
 use crate::model::{check_chain, new_backend_id, ChainError, Event, StoreMeta, StoredEvent};
 use crate::storage::{AppendError, Storage, StorageError};
 
@@ -122,8 +124,9 @@ struct Subscription {
 }
 
 impl Subscription {
-    /// Sends the part of `batch` above `last_sent`; false if the socket is gone.
-    fn deliver(&mut self, batch: &Arc<LiveBatch>) -> bool {
+    /// Sends the part of `batch` above `last_sent` (counted in `sent`);
+    /// false if the socket is gone.
+    fn deliver(&mut self, batch: &Arc<LiveBatch>, sent: &mut usize) -> bool {
         let from = batch
             .events
             .partition_point(|e| e.event.seq_num <= self.last_sent);
@@ -133,14 +136,16 @@ impl Subscription {
         if self.sink.send_live(batch, from).is_err() {
             return false;
         }
+        *sent += 1;
         self.last_sent = batch.last_seq();
         true
     }
 
-    /// Delivers (live) or holds (backlog) `batch`; false if the socket is gone.
-    fn offer(&mut self, batch: &Arc<LiveBatch>, max_held_bytes: usize) -> bool {
+    /// Delivers (live; counted in `sent`) or holds (backlog) `batch`; false
+    /// if the socket is gone.
+    fn offer(&mut self, batch: &Arc<LiveBatch>, max_held_bytes: usize, sent: &mut usize) -> bool {
         match &mut self.phase {
-            Phase::Live => self.deliver(batch),
+            Phase::Live => self.deliver(batch, sent),
             Phase::Backlog {
                 held,
                 held_bytes,
@@ -166,6 +171,8 @@ impl Subscription {
 #[derive(Default)]
 struct State {
     meta: Option<StoreMeta>,
+    /// When this process last appended to the store, or learnt of an append elsewhere.
+    last_write: Option<SystemTime>,
     conns: HashMap<ConnId, Arc<dyn Sink>>,
     subs: Vec<Subscription>,
     next_sub: SubId,
@@ -176,6 +183,7 @@ pub struct Store {
     id: String,
     storage: Arc<dyn Storage>,
     limits: Limits,
+    metrics: Arc<Metrics>,
     state: Mutex<State>,
 }
 
@@ -210,6 +218,17 @@ pub struct StoreInfo {
     pub subscriptions: usize,
 }
 
+/// A store entry as the status page shows it; read without touching storage.
+#[derive(Debug, Clone)]
+pub struct StoreStatus {
+    pub id: String,
+    /// `None` until the store is loaded from storage.
+    pub head: Option<i64>,
+    pub sockets: usize,
+    pub subscriptions: usize,
+    pub last_write: Option<SystemTime>,
+}
+
 /// The end of a backlog, as [`Store::go_live`] sees it.
 pub(crate) enum GoLive {
     /// Held batches went out; the subscription is live.
@@ -237,11 +256,17 @@ impl Drop for Attachment {
 }
 
 impl Store {
-    pub(crate) fn new(id: &str, storage: Arc<dyn Storage>, limits: Limits) -> Store {
+    pub(crate) fn new(
+        id: &str,
+        storage: Arc<dyn Storage>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Store {
         Store {
             id: id.to_string(),
             storage,
             limits,
+            metrics,
             state: Mutex::new(State::default()),
         }
     }
@@ -401,12 +426,15 @@ impl Store {
             Phase::Backlog { held, .. } => held,
             Phase::Live => Vec::new(),
         };
+        let mut sent = 0;
         for batch in &held {
-            if !s.deliver(batch) {
+            if !s.deliver(batch, &mut sent) {
                 st.subs.remove(pos);
+                self.metrics.delivered(sent);
                 return GoLive::Gone;
             }
         }
+        self.metrics.delivered(sent);
         GoLive::Live
     }
 
@@ -433,6 +461,7 @@ impl Store {
             on_accepted();
             return Ok(());
         }
+        let arrived = Instant::now();
         let mut st = self.state.lock();
         let meta = self.with_meta(&mut st).map_err(PushError::Storage)?;
         if let Some(received) = backend_id {
@@ -466,11 +495,14 @@ impl Store {
         }
         check_chain(head, &events).map_err(PushError::Chain)?;
         let created_at = crate::timefmt::now_ms();
+        let writing = Instant::now();
         match self
             .storage
             .append(&self.id, meta.head, &events, created_at)
         {
-            Ok(()) => {}
+            Ok(()) => self
+                .metrics
+                .appended(events.len(), created_at, writing.elapsed()),
             Err(AppendError::Conflict { head }) => {
                 // Another instance wrote first: catch up with its events
                 // (the log has them) and refuse.
@@ -483,6 +515,7 @@ impl Store {
         let meta = st.meta.as_mut().expect("loaded above");
         meta.head = events.last().map_or(meta.head, |e| e.seq_num);
         let backend_id: Arc<str> = meta.backend_id.as_str().into();
+        st.last_write = Some(created_at);
         on_accepted();
         let batch = LiveBatch::new(
             origin.to_string(),
@@ -492,14 +525,23 @@ impl Store {
                 .map(|event| StoredEvent { event, created_at })
                 .collect(),
         );
-        self.fan_out(&mut st, batch);
+        if self.fan_out(&mut st, batch) {
+            self.metrics.fanned_out(arrived.elapsed());
+        }
         Ok(())
     }
 
-    fn fan_out(&self, st: &mut State, batch: LiveBatch) {
+    /// Offers `batch` to every subscription; false if there was none.
+    fn fan_out(&self, st: &mut State, batch: LiveBatch) -> bool {
+        if st.subs.is_empty() {
+            return false;
+        }
         let batch = Arc::new(batch);
         let max = self.limits.max_held_bytes;
-        st.subs.retain_mut(|s| s.offer(&batch, max));
+        let mut sent = 0;
+        st.subs.retain_mut(|s| s.offer(&batch, max, &mut sent));
+        self.metrics.delivered(sent);
+        true
     }
 
     /// How much of a batch whose parent is behind `head` the log already
@@ -569,6 +611,7 @@ impl Store {
             };
             from = last;
             st.meta.as_mut().expect("loaded above").head = last;
+            st.last_write = Some(SystemTime::now());
             let batch = LiveBatch::new(REMOTE.to_string(), backend_id.clone(), events);
             self.fan_out(st, batch);
         }
@@ -636,6 +679,18 @@ impl Store {
         on_deleted();
         Self::close_all_with(&mut st, "store deleted");
         Ok(existed)
+    }
+
+    /// What the status page shows; never reads storage.
+    pub fn status(&self) -> StoreStatus {
+        let st = self.state.lock();
+        StoreStatus {
+            id: self.id.clone(),
+            head: st.meta.as_ref().map(|m| m.head),
+            sockets: st.conns.len(),
+            subscriptions: st.subs.len(),
+            last_write: st.last_write,
+        }
     }
 
     pub fn info(&self) -> Result<StoreInfo, StorageError> {
@@ -755,6 +810,39 @@ mod tests {
         }
         assert_eq!(order, ["page 50", "live 0", "page 0", "live 1"]);
         assert_eq!(*rec.1.lock(), vec![vec![151]]);
+    }
+
+    #[test]
+    fn pushes_and_deliveries_are_counted_and_the_status_shows_the_last_write() {
+        let (hub, store) = setup(MemStorage::default(), Limits::default());
+        let m = hub.metrics().clone();
+        assert_eq!(
+            store.status().head,
+            None,
+            "not loaded: the status reads no storage"
+        );
+        store.push("p", batch(1, 3), None, || {}).unwrap();
+        let (a, b) = (recorder(64), recorder(64));
+        let _fa = store.follow(a.0.id(), a.clone()).unwrap();
+        let _fb = store.follow(b.0.id(), b.clone()).unwrap();
+        store.push("p", batch(4, 2), None, || {}).unwrap();
+        // Refused: nothing appended, nothing delivered.
+        assert!(store.push("p", batch(1, 1), None, || {}).is_err());
+        assert_eq!(m.events_appended(), 5);
+        assert_eq!(m.deliveries(), 2, "one per subscriber of the second push");
+        let text = m.render(&Default::default());
+        assert!(
+            text.contains("livestore_push_commit_seconds_count 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("livestore_push_fanout_seconds_count 1\n"),
+            "only the push that had subscribers: {text}"
+        );
+        let status = store.status();
+        assert_eq!((status.head, status.subscriptions), (Some(5), 2));
+        assert!(status.last_write.is_some());
+        assert_eq!(hub.statuses().len(), 1);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! | `error(` | an admin API error (`{"error": …}`), a 0.3 `WSMessage.Error` |
 //! | `exit_die(` | a 0.4 request's failure (`Die`) |
 //! | `.close(`, `close_all_with(` | a WebSocket close frame's reason |
-//! | `.kill(` | why a socket was dropped (`ws dropped … reason=…`) |
+//! | `.kill(`, `.kill_slow(` | why a socket was dropped (`ws dropped … reason=…`) |
 //! | `StorageError(` | a storage failure: pushes, pulls, `/health`, start-up |
 //! | `write!(f,` in `protocol/query.rs`, `model/chain.rs` | a refused sync request (400); a refused push |
 //! | `ActivationError(`, `format!(` in `service/hints.rs` | a start-up failure |
@@ -36,6 +36,7 @@ const CALLS: &[(&str, &[&str])] = &[
     (".close(", &[]),
     ("close_all_with(", &[]),
     (".kill(", &[]),
+    (".kill_slow(", &[]),
     ("StorageError(", &[]),
     (
         "write!(f,",

@@ -80,7 +80,12 @@ pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
     {
         return None;
     }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    // Digits only: `parse` would also take a sign.
+    let n = |r: std::ops::Range<usize>| {
+        let digits = s.get(r)?;
+        digits.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
+        digits.parse::<i64>().ok()
+    };
     let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
     // Howard Hinnant's `days_from_civil`, the inverse of `civil_from_days`.
     let y2 = if m <= 2 { y - 1 } else { y };
@@ -89,9 +94,13 @@ pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    let ms = ((days * 86_400 + n(11..13)? * 3600 + n(14..16)? * 60 + n(17..19)?) * 1000
-        + n(20..23)?) as u64;
-    Some(UNIX_EPOCH + Duration::from_millis(ms))
+    let ms = (days * 86_400 + n(11..13)? * 3600 + n(14..16)? * 60 + n(17..19)?) * 1000 + n(20..23)?;
+    // Negative before 1970 (as `iso8601` writes such times).
+    Some(if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    })
 }
 
 /// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's
@@ -148,6 +157,20 @@ mod tests {
             assert_eq!(parse_iso8601(&iso8601(t)), Some(t));
         }
         assert_eq!(parse_iso8601("2025-01-01 00:00:00.000Z"), None);
+    }
+
+    #[test]
+    fn parse_inverts_format_before_1970_and_takes_digits_only() {
+        // Found by tests/fuzz (json_str_and_time): a time before 1970 parsed
+        // as one 584 million years later (a negative count cast to u64).
+        let t = UNIX_EPOCH - Duration::from_millis(2);
+        assert_eq!(iso8601(t), "1969-12-31T23:59:59.998Z");
+        assert_eq!(parse_iso8601("1969-12-31T23:59:59.998Z"), Some(t));
+        let first = UNIX_EPOCH - Duration::from_secs(62_135_596_800);
+        assert_eq!(parse_iso8601("0001-01-01T00:00:00.000Z"), Some(first));
+        // `parse::<i64>` alone would take a sign.
+        assert_eq!(parse_iso8601("1970-01-01T00:00:00.-01Z"), None);
+        assert_eq!(parse_iso8601("+970-01-01T00:00:00.000Z"), None);
     }
 
     #[test]

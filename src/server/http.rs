@@ -58,13 +58,22 @@ pub enum ReadError {
 }
 
 /// A connection's read side with bytes read ahead of the current request.
-pub struct Conn<'a> {
-    pub stream: &'a TcpStream,
+/// Generic over the byte source so the fuzz tests (`tests/fuzz/http.rs`)
+/// can feed it from memory, in reads of any size; the server's is a socket.
+pub struct Conn<R> {
+    pub stream: R,
     pub buf: Vec<u8>,
 }
 
-impl<'a> Conn<'a> {
-    pub fn new(stream: &'a TcpStream) -> Conn<'a> {
+impl<'a> Conn<&'a TcpStream> {
+    pub fn new(stream: &'a TcpStream) -> Conn<&'a TcpStream> {
+        Conn::over(stream)
+    }
+}
+
+impl<R: Read> Conn<R> {
+    /// Reads requests from any byte source.
+    pub fn over(stream: R) -> Conn<R> {
         Conn {
             stream,
             buf: Vec::new(),
@@ -76,7 +85,7 @@ impl<'a> Conn<'a> {
     fn fill(&mut self) -> Result<usize, ReadError> {
         let len = self.buf.len();
         self.buf.resize(len + 4096, 0);
-        let result = (&*self.stream).read(&mut self.buf[len..]);
+        let result = self.stream.read(&mut self.buf[len..]);
         self.buf.truncate(len + *result.as_ref().unwrap_or(&0));
         match result {
             Ok(n) => Ok(n),

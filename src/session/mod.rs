@@ -7,6 +7,8 @@
 //! Uses the protocol codecs, the sync core and the model; the server gives
 //! each connection its session.
 
+#[cfg(test)]
+mod fuzz;
 pub mod v03;
 mod v04_common;
 pub mod v04_http;

@@ -7,6 +7,8 @@
 //! and [`store::Store::reset_elsewhere`] (another instance, the command
 //! line), [`hub::Hub::loaded`] (only stores in use need notices).
 
+#[cfg(test)]
+mod fuzz;
 pub mod hub;
 pub mod pull;
 pub mod sink;

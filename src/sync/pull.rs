@@ -217,6 +217,14 @@ impl Pull {
                 return Err(PullError::Storage(e));
             }
         };
+        // Checked after the read: a store reset or deleted meanwhile has
+        // another log, whose events must not go out under this backend id.
+        if !self.store.serves(&paging.meta.backend_id) {
+            self.end();
+            return Err(PullError::Storage(StorageError(
+                "the store was reset or deleted during the pull".into(),
+            )));
+        }
         if paging.answered {
             page.remaining = 0;
         }

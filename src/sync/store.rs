@@ -296,6 +296,13 @@ impl Store {
         self.with_meta(&mut st).cloned()
     }
 
+    /// Whether the store is still the incarnation `backend_id` names (not
+    /// reset nor deleted since).
+    pub(crate) fn serves(&self, backend_id: &str) -> bool {
+        let st = self.state.lock();
+        st.meta.as_ref().is_some_and(|m| m.backend_id == backend_id)
+    }
+
     /// Whether anything would be lost by forgetting this store's entry: a
     /// socket or subscription still uses it.
     pub(crate) fn in_use(&self) -> bool {
@@ -1211,6 +1218,34 @@ mod tests {
         store.push("p", batch(6, 1), Some("NEW"), || {}).unwrap();
         assert_eq!(*rec2.1.lock(), vec![vec![6]]);
         assert!(rec.1.lock().is_empty(), "the closed socket got nothing");
+    }
+
+    #[test]
+    fn a_pull_across_a_reset_or_delete_ends_instead_of_answering_the_new_store() {
+        // Found by the model fuzz test (sync::fuzz): a pull that is not live
+        // (an HTTP request's, attached to no socket the reset closes) read
+        // its next page after the store was reset, and answered events of
+        // the new store under the old backend id.
+        for wipe in ["reset", "delete"] {
+            let (_hub, store) = setup(MemStorage::default(), Limits::default());
+            store.push("p", batch(1, 5), None, || {}).unwrap();
+            let mut pull = store.pull(1, None, None).unwrap();
+            match wipe {
+                "reset" => store.reset(|| {}).unwrap(),
+                _ => assert!(store.delete(|| {}).unwrap()),
+            }
+            store.push("p", batch(1, 2), None, || {}).unwrap();
+            let mut pages = Vec::new();
+            let step = pull.send_next(|p| {
+                pages.push(p.events.len());
+                Ok(())
+            });
+            assert!(
+                matches!(step, Err(PullError::Storage(_))),
+                "{wipe}: {step:?}"
+            );
+            assert!(pages.is_empty(), "{wipe}: a page of the new store went out");
+        }
     }
 
     #[test]

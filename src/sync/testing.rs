@@ -4,7 +4,7 @@
 //! loopback sockets). With them the push/pull rules and each session state
 //! are tested without I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -21,9 +21,21 @@ pub struct MemStorage {
     stores: Mutex<HashMap<String, (Vec<StoredEvent>, String)>>,
     /// When set, `read` fails (a page read that fails mid-pull).
     pub fail_reads: AtomicBool,
+    /// Stores deleted since: created again with a new backend id, as the
+    /// real storages do (a fresh store is `B`).
+    deleted: Mutex<HashSet<String>>,
 }
 
 impl MemStorage {
+    fn created(&self, id: &str) -> (Vec<StoredEvent>, String) {
+        let backend_id = if self.deleted.lock().remove(id) {
+            new_backend_id()
+        } else {
+            "B".into()
+        };
+        (Vec::new(), backend_id)
+    }
+
     /// A store `s` with events `1..=n` whose args are a `size`-byte string.
     pub fn with_log(n: i64, size: usize) -> MemStorage {
         let m = MemStorage::default();
@@ -43,7 +55,7 @@ impl MemStorage {
         let mut stores = self.stores.lock();
         let (log, _) = stores
             .entry(store.to_string())
-            .or_insert_with(|| (Vec::new(), "B".into()));
+            .or_insert_with(|| self.created(store));
         log.extend(events.iter().map(|e| StoredEvent {
             event: e.clone(),
             created_at: SystemTime::UNIX_EPOCH,
@@ -56,7 +68,7 @@ impl Storage for MemStorage {
         let mut stores = self.stores.lock();
         let (log, bid) = stores
             .entry(id.to_string())
-            .or_insert_with(|| (Vec::new(), "B".into()));
+            .or_insert_with(|| self.created(id));
         Ok(StoreMeta {
             head: log.last().map_or(0, |e| e.event.seq_num),
             backend_id: bid.clone(),
@@ -72,7 +84,7 @@ impl Storage for MemStorage {
         let mut stores = self.stores.lock();
         let (log, _) = stores
             .entry(id.to_string())
-            .or_insert_with(|| (Vec::new(), "B".into()));
+            .or_insert_with(|| self.created(id));
         let head = log.last().map_or(0, |e| e.event.seq_num);
         if head != expected {
             return Err(AppendError::Conflict { head });
@@ -121,7 +133,11 @@ impl Storage for MemStorage {
         Ok(self.stores.lock().get(id).map(|s| summary(id, s)))
     }
     fn delete_store(&self, id: &str) -> Result<bool, StorageError> {
-        Ok(self.stores.lock().remove(id).is_some())
+        let existed = self.stores.lock().remove(id).is_some();
+        if existed {
+            self.deleted.lock().insert(id.to_string());
+        }
+        Ok(existed)
     }
     fn import(
         &self,

@@ -50,8 +50,11 @@ enum Backend {
 #[derive(Debug, Clone)]
 enum Batch {
     Valid(i64),
-    /// Continues an earlier head (`k` + 1 behind).
+    /// Another client's batch on an earlier head (`k` + 1 behind).
     Stale(i64, i64),
+    /// The log's own events from an earlier head (`k` + 1 behind) on, as a
+    /// client that lost its echo pushes them again (then maybe more).
+    Repush(i64, i64),
     /// Continues a head not reached yet.
     Ahead(i64, i64),
     /// A valid batch with one event changed.
@@ -124,6 +127,7 @@ fn op() -> impl Strategy<Value = Op> {
     let batch = prop_oneof![
         8 => batch_len().prop_map(Batch::Valid),
         2 => (batch_len(), 0i64..3).prop_map(|(n, k)| Batch::Stale(n, k)),
+        2 => (batch_len(), 0i64..3).prop_map(|(n, k)| Batch::Repush(n, k)),
         1 => (batch_len(), 0i64..3).prop_map(|(n, k)| Batch::Ahead(n, k)),
         2 => (batch_len(), any::<Index>(), prop_oneof![
             Just(Break::SkipSeq), Just(Break::WrongParent), Just(Break::SeqIsParent), Just(Break::Extreme)
@@ -279,6 +283,24 @@ fn continues(head: i64, batch: &[Event]) -> bool {
     true
 }
 
+/// The re-push rule, written again: the part of `batch` a log ending at
+/// `head` does not hold yet, if the log holds the rest of it event for event
+/// (the whole batch when it continues the head); `None`: refused as stale.
+fn new_part(log: &[Event], head: i64, batch: &[Event]) -> Option<Vec<Event>> {
+    if continues(head, batch) {
+        return Some(batch.to_vec());
+    }
+    let first = batch.first()?.parent_seq_num;
+    if first < 0 || first >= head || !continues(first, batch) {
+        return None;
+    }
+    let held = batch.iter().take_while(|e| e.seq_num <= head).count();
+    let same = batch[..held]
+        .iter()
+        .all(|e| log.get(e.seq_num as usize - 1) == Some(e));
+    same.then(|| batch[held..].to_vec())
+}
+
 fn generation_of(e: &Event) -> u64 {
     let v: serde_json::Value = serde_json::from_str(e.args.as_deref().unwrap()).unwrap();
     v["g"].as_u64().unwrap()
@@ -343,7 +365,14 @@ impl World {
         let (head, generation) = (m.head(), m.generation);
         let events = match batch {
             Batch::Valid(n) => events(i, generation, head, n),
-            Batch::Stale(n, k) => events(i, generation, head - 1 - k, n),
+            Batch::Stale(n, k) => {
+                let mut b = events(i, generation, head - 1 - k, n);
+                for e in &mut b {
+                    e.client_id = "another-client".into();
+                }
+                b
+            }
+            Batch::Repush(n, k) => events(i, generation, head - 1 - k, n),
             Batch::Ahead(n, k) => events(i, generation, head + 1 + k, n),
             Batch::Broken(n, at, how) => {
                 let mut b = events(i, generation, head, n);
@@ -368,7 +397,8 @@ impl World {
         }
         let backend_id = self.backend(i, backend);
         let backend_ok = !matches!(backend, Backend::Wrong);
-        let accept = events.is_empty() || (backend_ok && continues(head, &events));
+        let rest = new_part(&self.stores[i].log, head, &events);
+        let accept = events.is_empty() || (backend_ok && rest.is_some());
         let acks = Cell::new(0);
         let result = self
             .store(i)
@@ -393,8 +423,16 @@ impl World {
         let m = &mut self.stores[i];
         match result {
             Ok(()) if !events.is_empty() => {
-                m.log.extend(events.iter().cloned());
-                m.noticed = m.head();
+                let rest = rest.unwrap_or_default();
+                // The store judges the batch on its own (cached) head: it
+                // reads the stored head when the parent is ahead of it, and
+                // catches up after a conflict when it had something to write.
+                let refreshed = events[0].parent_seq_num > m.noticed
+                    || new_part(&m.log, m.noticed, &events).is_some_and(|r| !r.is_empty());
+                if !rest.is_empty() || refreshed {
+                    m.log.extend(rest);
+                    m.noticed = m.head();
+                }
                 m.last_batch = events;
             }
             Ok(()) => {}

@@ -482,43 +482,50 @@ impl Store {
         if events[0].parent_seq_num > meta.head {
             self.refresh(&mut st).map_err(PushError::Storage)?;
         }
-        let meta = self.with_meta(&mut st).map_err(PushError::Storage)?;
-        let head = meta.head;
         let mut events = events;
-        if events[0].parent_seq_num < head {
-            match self.already_stored(head, &events)? {
-                Stored::All => {
-                    // An exact re-push (a client that lost its echo and
-                    // reloaded): acknowledged, nothing stored or sent again.
-                    on_accepted();
-                    return Ok(());
+        // At most twice: after a conflict (another instance wrote first) the
+        // batch is judged again against the head it caught up to, so a
+        // re-push of what that instance had stored is still recognised.
+        let mut after_conflict = false;
+        let created_at = loop {
+            let head = self.with_meta(&mut st).map_err(PushError::Storage)?.head;
+            if events[0].parent_seq_num < head {
+                match self.already_stored(head, &events)? {
+                    Stored::All => {
+                        // An exact re-push (a client that lost its echo and
+                        // reloaded): acknowledged, nothing stored or sent again.
+                        on_accepted();
+                        return Ok(());
+                    }
+                    Stored::Prefix(n) => {
+                        // Stored up to the head; the rest continues from it.
+                        events.drain(..n);
+                    }
+                    Stored::Different => {}
                 }
-                Stored::Prefix(n) => {
-                    // Stored up to the head; the rest continues from it.
-                    events.drain(..n);
+            }
+            check_chain(head, &events).map_err(PushError::Chain)?;
+            let created_at = crate::timefmt::now_ms();
+            let writing = Instant::now();
+            match self.storage.append(&self.id, head, &events, created_at) {
+                Ok(()) => {
+                    self.metrics
+                        .appended(events.len(), created_at, writing.elapsed());
+                    break created_at;
                 }
-                Stored::Different => {}
+                Err(AppendError::Conflict { head }) => {
+                    // Another instance wrote first: catch up with its events
+                    // (the log has them), then judge the batch again (once).
+                    let parent = events[0].parent_seq_num;
+                    self.catch_up(&mut st, head).map_err(PushError::Storage)?;
+                    if after_conflict {
+                        return Err(PushError::Chain(ChainError::WrongParent { head, parent }));
+                    }
+                    after_conflict = true;
+                }
+                Err(AppendError::Storage(e)) => return Err(PushError::Storage(e)),
             }
-        }
-        check_chain(head, &events).map_err(PushError::Chain)?;
-        let created_at = crate::timefmt::now_ms();
-        let writing = Instant::now();
-        match self
-            .storage
-            .append(&self.id, meta.head, &events, created_at)
-        {
-            Ok(()) => self
-                .metrics
-                .appended(events.len(), created_at, writing.elapsed()),
-            Err(AppendError::Conflict { head }) => {
-                // Another instance wrote first: catch up with its events
-                // (the log has them) and refuse.
-                let parent = events[0].parent_seq_num;
-                self.catch_up(&mut st, head).map_err(PushError::Storage)?;
-                return Err(PushError::Chain(ChainError::WrongParent { head, parent }));
-            }
-            Err(AppendError::Storage(e)) => return Err(PushError::Storage(e)),
-        }
+        };
         let meta = st.meta.as_mut().expect("loaded above");
         meta.head = events.last().map_or(meta.head, |e| e.seq_num);
         let backend_id: Arc<str> = meta.backend_id.as_str().into();

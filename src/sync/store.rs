@@ -120,6 +120,11 @@ struct Subscription {
     phase: Phase,
     /// Highest seq_num sent on this subscription; nothing at or below it is sent again.
     last_sent: i64,
+    /// A broadcast (or held batch) went out: the socket may hold events a
+    /// catch-up would repeat, so it gets none ([`Store::catch_up_stale`]).
+    broadcast: bool,
+    /// Catch-up pages went out (up to `last_sent`), and nothing else.
+    caught_up: bool,
     sink: Arc<dyn LiveSink>,
 }
 
@@ -138,6 +143,7 @@ impl Subscription {
         }
         *sent += 1;
         self.last_sent = batch.last_seq();
+        self.broadcast = true;
         true
     }
 
@@ -374,6 +380,8 @@ impl Store {
                 conn,
                 phase: Phase::backlog(),
                 last_sent: from.max(0),
+                broadcast: false,
+                caught_up: false,
                 sink,
             });
             id
@@ -398,6 +406,8 @@ impl Store {
             conn,
             phase: Phase::Live,
             last_sent: head,
+            broadcast: false,
+            caught_up: false,
             sink,
         });
         drop(st);
@@ -564,6 +574,61 @@ impl Store {
             (true, true) => Stored::All,
             (true, false) => Stored::Prefix(overlap),
         })
+    }
+
+    /// The 0.3 catch-up (spec sync-cf-0.3 §5 #1), after a push whose parent
+    /// `parent` is behind the head was refused: sends subscription `sub` the
+    /// events after `parent` as one live batch of `origin` (the push's
+    /// request id), so a reconnected client that missed them rebases and
+    /// pushes again instead of waiting for a broadcast that may never come.
+    ///
+    /// Only where it cannot repeat an event: the subscription is live and
+    /// has had no broadcast, and either no catch-up yet or one that ended at
+    /// `parent`. At most one page (the model's page rule): the client takes
+    /// the batch as a live one (`remaining: 0`), rebases onto its last event
+    /// and pushes again; that push is refused while the gap lasts and gets
+    /// the next page, so a long gap costs one round trip per page and never
+    /// holds the mutex for more than one page's read. Returns the range sent.
+    pub(crate) fn catch_up_stale(
+        &self,
+        sub: SubId,
+        origin: &str,
+        parent: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let mut st = self.state.lock();
+        let meta = self.with_meta(&mut st)?.clone();
+        if parent < 0 || parent >= meta.head {
+            return Ok(None);
+        }
+        let Some(pos) = st.subs.iter().position(|s| s.id == sub) else {
+            return Ok(None);
+        };
+        let s = &st.subs[pos];
+        if !matches!(s.phase, Phase::Live) || s.broadcast || (s.caught_up && s.last_sent != parent)
+        {
+            return Ok(None);
+        }
+        let mut events =
+            self.storage
+                .read(&self.id, parent, meta.head, crate::model::PAGE_EVENTS)?;
+        events.truncate(crate::model::page_len(&events));
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(None);
+        };
+        let range = (first.event.seq_num, last.event.seq_num);
+        let batch = LiveBatch::new(origin.to_string(), meta.backend_id.as_str().into(), events);
+        let s = &mut st.subs[pos];
+        if s.sink.send_live(&batch, 0).is_err() {
+            st.subs.remove(pos);
+            return Ok(None);
+        }
+        // Nothing was sent on this subscription before (or only the catch-up
+        // up to `parent`), so `last_sent` may go down: broadcasts are all
+        // above the head anyway.
+        s.last_sent = range.1;
+        s.caught_up = true;
+        self.metrics.delivered(1);
+        Ok(Some(range))
     }
 
     /// Events appended to this store by another process (another instance,

@@ -45,8 +45,16 @@ struct Envelope {
     id: Option<RequestId>,
     #[serde(rename = "tag")]
     method: Option<String>,
+    /// `null` kept as `Some("null")` (`Option` alone reads it as absent):
+    /// it fails the method's schema and gets the request's `Die` like any
+    /// other bad payload, instead of the envelope being ignored.
+    #[serde(default, deserialize_with = "raw_keeping_null")]
     payload: Option<Box<RawValue>>,
     request_id: Option<RequestId>,
+}
+
+fn raw_keeping_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 /// Request ids are decimal strings in practice; accept a JSON number too and
@@ -443,6 +451,22 @@ mod tests {
         assert!(
             matches!(decode(r#"{"_tag":"Ack","requestId":7}"#), Some(Incoming::Ack { request_id }) if request_id == "7")
         );
+    }
+
+    #[test]
+    fn a_null_payload_is_a_bad_payload_not_a_missing_one() {
+        // Found by tests/fuzz (v04_round_trip): `"payload":null` made the
+        // whole envelope undecodable, so a WebSocket request went
+        // unanswered and an HTTP one got a 400, where any other payload
+        // failing its schema gets its request's `Die`.
+        let Some(Incoming::Request { id, payload, .. }) = decode(
+            r#"{"_tag":"Request","id":"1","tag":"SyncWsRpc.Pull","payload":null,"headers":[]}"#,
+        ) else {
+            panic!("a request with a null payload is a request")
+        };
+        assert_eq!((id.as_str(), payload.get()), ("1", "null"));
+        assert!(decode_payload::<PullPayload>(&payload).is_err());
+        assert!(decode(r#"{"_tag":"Request","id":"1","tag":"SyncWsRpc.Pull"}"#).is_none());
     }
 
     #[test]

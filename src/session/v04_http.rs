@@ -23,13 +23,13 @@ pub fn handle(env: &Env, store_id: &str, body: &[u8], label: &str) -> Result<Str
     };
     let answer = match tag.as_str() {
         v04::PULL_HTTP => {
-            match payload_for_store(&payload, store_id, |p: &PullPayload| &p.store_id) {
+            match payload_for_store(payload.as_deref(), store_id, |p: &PullPayload| &p.store_id) {
                 Ok(p) => return Ok(pull(env, store_id, &id, &p, label)),
                 Err(e) => v04::exit_die(&id, &e),
             }
         }
         v04::PUSH_HTTP => {
-            match payload_for_store(&payload, store_id, |p: &PushPayload| &p.store_id) {
+            match payload_for_store(payload.as_deref(), store_id, |p: &PushPayload| &p.store_id) {
                 Ok(p) => {
                     let store = env.hub.store(store_id);
                     let result = store.push(&id, p.batch, p.backend_id.0.as_deref(), || {});
@@ -47,7 +47,7 @@ pub fn handle(env: &Env, store_id: &str, body: &[u8], label: &str) -> Result<Str
             }
         }
         v04::PING_HTTP => {
-            match payload_for_store(&payload, store_id, |p: &PingPayload| &p.store_id) {
+            match payload_for_store(payload.as_deref(), store_id, |p: &PingPayload| &p.store_id) {
                 Ok(_) => v04::exit_http_pong(&id),
                 Err(e) => v04::exit_die(&id, &e),
             }

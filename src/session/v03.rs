@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use super::{push_counted, Env};
+use super::{push_counted, Env, PanicPoint};
 use crate::logfmt;
 use crate::metrics::Proto;
 use crate::model::ChainError;
@@ -157,7 +157,10 @@ impl V03Session {
 
     fn push(&mut self, request_id: &str, batch: Vec<crate::model::Event>) {
         let sink = &self.sink;
+        let (env, store) = (&self.env, self.store.id());
+        env.test_panic(store, PanicPoint::BeforeAppend);
         let result = self.store.push(request_id, batch, None, || {
+            env.test_panic(store, PanicPoint::AfterAppend);
             let _ = sink.try_send(v03::push_ack(request_id).into());
         });
         let result = push_counted(self.env.hub.metrics(), Proto::V03, result, sink.label());

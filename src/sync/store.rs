@@ -526,7 +526,9 @@ impl Store {
         meta.head = events.last().map_or(meta.head, |e| e.seq_num);
         let backend_id: Arc<str> = meta.backend_id.as_str().into();
         st.last_write = Some(created_at);
-        on_accepted();
+        // The batch is stored: it goes out to the other sockets even if the
+        // pusher's callback panics (its connection then ends, unacked).
+        let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(on_accepted));
         let batch = LiveBatch::new(
             origin.to_string(),
             backend_id,
@@ -537,6 +539,10 @@ impl Store {
         );
         if self.fan_out(&mut st, batch) {
             self.metrics.fanned_out(arrived.elapsed());
+        }
+        if let Err(panic) = accepted {
+            drop(st);
+            std::panic::resume_unwind(panic);
         }
         Ok(())
     }

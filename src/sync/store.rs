@@ -884,6 +884,20 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_batch_reaches_the_others_when_the_pushers_callback_panics() {
+        let (_hub, store) = setup(MemStorage::default(), Limits::default());
+        let a = recorder(64);
+        let _fa = store.follow(a.0.id(), a.clone()).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.push("p", batch(1, 2), None, || panic!("handler bug"))
+        }));
+        assert!(r.is_err(), "the panic goes on up to the connection");
+        assert_eq!(*a.1.lock(), vec![vec![1, 2]]);
+        assert_eq!(store.meta().unwrap().head, 2);
+        store.push("q", batch(3, 1), None, || {}).unwrap();
+    }
+
+    #[test]
     fn pushes_and_deliveries_are_counted_and_the_status_shows_the_last_write() {
         let (hub, store) = setup(MemStorage::default(), Limits::default());
         let m = hub.metrics().clone();
@@ -897,8 +911,10 @@ mod tests {
         let _fa = store.follow(a.0.id(), a.clone()).unwrap();
         let _fb = store.follow(b.0.id(), b.clone()).unwrap();
         store.push("p", batch(4, 2), None, || {}).unwrap();
-        // Refused: nothing appended, nothing delivered.
-        assert!(store.push("p", batch(1, 1), None, || {}).is_err());
+        // Refused: nothing appended, nothing delivered (args unlike the
+        // log's: an exact re-push of e1 would be acknowledged).
+        let stale = vec![ev(1, "{\"other\":1}")];
+        assert!(store.push("p", stale, None, || {}).is_err());
         assert_eq!(m.events_appended(), 5);
         assert_eq!(m.deliveries(), 2, "one per subscriber of the second push");
         let text = m.render(&Default::default());

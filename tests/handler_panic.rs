@@ -132,3 +132,33 @@ fn a_panic_after_the_append_leaves_it_stored_and_broadcast_and_a_retry_is_acked(
     assert_serving(&srv);
     assert_checked(&log);
 }
+
+#[test]
+fn a_panic_in_a_v04_http_push_ends_that_request_and_its_retry_is_acked() {
+    use std::io::{Read, Write};
+    let _w = watchdog("panic_http", Duration::from_secs(60));
+    let log = EventLog::sqlite("panic_http");
+    let srv = start(&log, "after-append");
+    let path = v04_path("boom", TOKEN, "http");
+    let body = v04_push("1", "SyncHttpRpc.Push", "boom", &events(1, 1, "H"), NONE);
+    // The connection ends without a response.
+    let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    assert_logged_once(&srv);
+    assert_eq!(log.rows("boom").len(), 1);
+    assert_checked(&log);
+    // The client's retry is acknowledged (the idempotent rule), nothing stored twice.
+    let (status, _, text) = http(srv.addr, "POST", &path, &[], &body);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"Success\""), "{text}");
+    assert_eq!(log.rows("boom").len(), 1);
+    assert_serving(&srv);
+}

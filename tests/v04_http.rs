@@ -287,6 +287,25 @@ fn a_body_that_is_not_one_rpc_request_is_400() {
     assert_eq!(items[0]["exit"]["cause"]["_tag"], "Die", "{items:?}");
     let items = rpc(srv.addr, "s", &pull_body("y", "s", "null"));
     assert_eq!(items[0]["exit"]["cause"]["_tag"], "Die", "{items:?}");
+    // A request whose payload is null or missing dies per request too (issue
+    // 13; it was a 400, which the client does not read as the request's end).
+    for (body, what) in [
+        (
+            r#"{"_tag":"Request","id":"n","tag":"SyncHttpRpc.Push","payload":null,"headers":[]}"#,
+            "invalid type: null",
+        ),
+        (
+            r#"{"_tag":"Request","id":"m","tag":"SyncHttpRpc.Pull","headers":[]}"#,
+            "missing `payload`",
+        ),
+    ] {
+        let items = rpc(srv.addr, "s", body);
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0]["exit"]["cause"]["_tag"], "Die", "{items:?}");
+        let defect = items[0]["exit"]["cause"]["defect"].to_string();
+        assert!(defect.contains(what), "{what} not in {items:?}");
+    }
+    assert_eq!(srv.db.event_rows("s"), 0);
 }
 
 /// Reads one HTTP response (head and `Content-Length` body) from `s`,

@@ -471,6 +471,16 @@ fn malformed_payloads_die_for_their_request_only() {
             ),
             "invalid type: floating point `1.5`, expected i64",
         ),
+        // payload null (issue 13; it was ignored: the client waited forever)
+        (
+            format!(r#"{{"_tag":"Request","id":"c7","tag":"{PULL}","payload":null,"headers":[]}}"#),
+            "invalid type: null",
+        ),
+        // no payload at all (issue 13, likewise)
+        (
+            format!(r#"{{"_tag":"Request","id":"c8","tag":"{PUSH}","headers":[]}}"#),
+            "missing `payload`",
+        ),
     ];
     // Each defect says what is wrong with the payload (the Effect client
     // shows it as the request's failure): the decoder's own message.

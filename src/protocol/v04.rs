@@ -18,10 +18,13 @@ use crate::model::{page_len, Event, StoredEvent};
 pub enum Incoming {
     /// An RPC call. `tag` names the method; `payload` is decoded by the
     /// session with [`decode_pull`] / [`decode_push`] once it knows the method.
+    /// `None` when the envelope has no `payload`: still a request, answered
+    /// with its `Die` like any payload failing the method's schema (ignoring
+    /// it would leave the client waiting forever).
     Request {
         id: String,
         tag: String,
-        payload: Box<RawValue>,
+        payload: Option<Box<RawValue>>,
     },
     /// The client buffered one `Chunk` of this request (flow control).
     Ack {
@@ -78,7 +81,7 @@ pub fn decode(text: &str) -> Option<Incoming> {
         "Request" => Incoming::Request {
             id: e.id?.0,
             tag: e.method?,
-            payload: e.payload?,
+            payload: e.payload,
         },
         "Ack" => Incoming::Ack {
             request_id: e.request_id?.0,
@@ -152,8 +155,10 @@ pub struct PingPayload {
     pub store_id: String,
 }
 
-/// Decodes a method's payload; the error text goes into an `Exit` `Die`.
-pub fn decode_payload<T: DeserializeOwned>(payload: &RawValue) -> Result<T, String> {
+/// Decodes a method's payload (`None`: the request had none); the error
+/// text goes into an `Exit` `Die`.
+pub fn decode_payload<T: DeserializeOwned>(payload: Option<&RawValue>) -> Result<T, String> {
+    let payload = payload.ok_or("invalid request payload: missing `payload`")?;
     serde_json::from_str(payload.get()).map_err(|e| format!("invalid request payload: {e}"))
 }
 
@@ -366,12 +371,12 @@ mod tests {
                 Incoming::Request { tag, payload, .. } => {
                     match tag.as_str() {
                         PULL_WS => {
-                            let p: PullPayload = decode_payload(payload).unwrap();
+                            let p: PullPayload = decode_payload(payload.as_deref()).unwrap();
                             assert_eq!(p.live, Some(true));
                             assert_eq!(p.cursor, EffectOption(None));
                         }
                         PUSH_WS => {
-                            let p: PushPayload = decode_payload(payload).unwrap();
+                            let p: PushPayload = decode_payload(payload.as_deref()).unwrap();
                             assert!(!p.batch.is_empty());
                             assert_eq!(p.backend_id.0.is_some(), p.batch[0].parent_seq_num > 0);
                         }
@@ -464,9 +469,25 @@ mod tests {
         ) else {
             panic!("a request with a null payload is a request")
         };
+        let payload = payload.expect("present");
         assert_eq!((id.as_str(), payload.get()), ("1", "null"));
-        assert!(decode_payload::<PullPayload>(&payload).is_err());
-        assert!(decode(r#"{"_tag":"Request","id":"1","tag":"SyncWsRpc.Pull"}"#).is_none());
+        assert!(decode_payload::<PullPayload>(Some(&payload)).is_err());
+    }
+
+    #[test]
+    fn a_request_without_a_payload_is_a_request_whose_payload_fails() {
+        // Issue 13: it was ignored (WebSocket: no answer ever; HTTP: 400).
+        let Some(Incoming::Request { id, tag, payload }) =
+            decode(r#"{"_tag":"Request","id":"1","tag":"SyncWsRpc.Pull"}"#)
+        else {
+            panic!("a request without a payload is a request")
+        };
+        assert_eq!(
+            (id.as_str(), tag.as_str(), payload.is_none()),
+            ("1", PULL_WS, true)
+        );
+        let e = decode_payload::<PullPayload>(None).unwrap_err();
+        assert!(e.contains("missing `payload`"), "{e}");
     }
 
     #[test]
@@ -476,11 +497,11 @@ mod tests {
         ) else {
             panic!()
         };
-        assert!(decode_payload::<PullPayload>(&payload).is_err());
-        let p: PullPayload = decode_payload(
+        assert!(decode_payload::<PullPayload>(payload.as_deref()).is_err());
+        let p: PullPayload = decode_payload(Some(
             &RawValue::from_string(r#"{"storeId":"s","live":false,"cursor":{"_tag":"Some","value":{"backendId":"B","eventSequenceNumber":41}}}"#.into())
                 .unwrap(),
-        )
+        ))
         .unwrap();
         assert_eq!(
             p.cursor.0,

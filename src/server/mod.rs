@@ -48,6 +48,36 @@ pub struct Ctx {
     pub storage_description: String,
 }
 
+/// Makes every panic of the process one log line: the thread's name, where,
+/// and the message (cut at 500 bytes), instead of Rust's default text on
+/// stderr. A connection's `catch_unwind` then logs how the connection ended.
+/// Nothing of a request goes in: no URL, no token (no code puts one in a
+/// panic message). Installed once by the service at start.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(not a string)");
+        let mut end = message.len().min(500);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        log::error!(
+            "panic thread={} at={} message={}",
+            logfmt::value(std::thread::current().name().unwrap_or("unnamed")),
+            logfmt::value(&at),
+            logfmt::value(&message[..end])
+        );
+    }));
+}
+
 impl Ctx {
     fn new(storage: Arc<dyn Storage>, config: Config) -> Arc<Ctx> {
         let l = &config.limits;
@@ -63,7 +93,18 @@ impl Ctx {
             ack_window: l.ack_window,
             max_pull_streams: l.max_pull_streams,
             max_http_pull_bytes: l.max_http_pull_bytes,
+            test_panic: crate::session::TestPanic::from_vars(
+                std::env::var("LSS_TEST_PANIC_ON_STORE").ok(),
+                std::env::var("LSS_TEST_PANIC_AT").ok(),
+            ),
         };
+        if let Some(t) = &env.test_panic {
+            log::warn!(
+                "TEST-ONLY panic hook armed: pushes to store={} panic ({:?}); never set LSS_TEST_PANIC_* in service",
+                logfmt::value(&t.store),
+                t.at
+            );
+        }
         let env = Arc::new(env);
         // Other processes' appends, resets, deletes and imports reach this
         // one's sockets. Weak: the watch's thread outlives the server by up

@@ -34,6 +34,7 @@ use notify::Notifier;
 /// Serves with `config` until SIGTERM/SIGINT; the process's exit status.
 pub fn run(config: Config) -> ExitCode {
     crate::logger::init(config.log_level);
+    crate::server::log_panics();
     for name in config.default_secrets_in_use() {
         log::warn!("!!! {name} has its well-known default value: anyone can use this server. Set {name} before exposing it. !!!");
     }

@@ -14,6 +14,8 @@ mod v04_common;
 pub mod v04_http;
 pub mod v04_ws;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::metrics::{Metrics, Proto, PushRejected};
 use crate::model::ChainError;
 use crate::sync::hub::Hub;
@@ -56,6 +58,58 @@ pub struct Env {
     pub max_pull_streams: usize,
     /// Bytes of one 0.4 HTTP pull answer; the rest waits for the next poll.
     pub max_http_pull_bytes: usize,
+    /// TEST ONLY: pushes to one store panic ([`TestPanic`]); `None` in service.
+    pub test_panic: Option<TestPanic>,
+}
+
+impl Env {
+    /// Panics if the test-only hook is armed for `store` at `at`.
+    pub(crate) fn test_panic(&self, store: &str, at: PanicPoint) {
+        if let Some(t) = &self.test_panic {
+            if t.store == store && t.at == at && !t.fired.swap(true, Ordering::SeqCst) {
+                panic!("test-only panic ({at:?}) on a push to the armed store");
+            }
+        }
+    }
+}
+
+/// TEST ONLY, for the tests of a handler's panic (`tests/handler_panic.rs`):
+/// the first push to `store` panics in its session at `at` (once: a retry
+/// is served, so a test can show it is acknowledged). Armed only by
+/// `LSS_TEST_PANIC_ON_STORE=<store id>` (and `LSS_TEST_PANIC_AT=before-append`
+/// or `after-append`, both required, so no stray variable arms it), read
+/// once at start; the server then warns in its log that it is armed.
+#[derive(Debug)]
+pub struct TestPanic {
+    pub store: String,
+    pub at: PanicPoint,
+    fired: AtomicBool,
+}
+
+/// Where a push panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanicPoint {
+    /// Before the store is asked: nothing is stored.
+    BeforeAppend,
+    /// After the append, before the pusher's ack is queued (the broadcast to
+    /// the other sockets still goes out): stored, not acknowledged.
+    AfterAppend,
+}
+
+impl TestPanic {
+    /// From the two variables; `None` unless both are set and valid.
+    pub fn from_vars(store: Option<String>, at: Option<String>) -> Option<TestPanic> {
+        let at = match at?.as_str() {
+            "before-append" => PanicPoint::BeforeAppend,
+            "after-append" => PanicPoint::AfterAppend,
+            _ => return None,
+        };
+        Some(TestPanic {
+            store: store?,
+            at,
+            fired: AtomicBool::new(false),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +134,7 @@ pub(crate) mod testing {
             admin_secret: ADMIN.into(),
             ack_window,
             max_pull_streams: 4,
+            test_panic: None,
             max_http_pull_bytes: 16 << 20,
         })
     }

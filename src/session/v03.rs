@@ -7,12 +7,19 @@
 //! back, and broadcasts wait until the last one is out. A pull that fails
 //! part-way closes the socket (1011), so the client reconnects and pulls
 //! again instead of going on with a gap.
+//!
+//! A stale push (parent behind the head) on a socket that has been sent no
+//! events yet (no `PullReq`, no broadcast: a reconnected client) gets the
+//! catch-up of the spec's §5 #1 after its `Error`: one `PullRes` with
+//! context `push` and the events after its parent (one page), so the client
+//! rebases and pushes again. See `Store::catch_up_stale`.
 
 use std::sync::Arc;
 
-use super::{push_counted, Env};
+use super::{push_counted, Env, PanicPoint};
 use crate::logfmt;
 use crate::metrics::Proto;
+use crate::model::ChainError;
 use crate::protocol::query::ct_eq;
 use crate::protocol::v03::{self, cursor_from_f64, Context, Request};
 use crate::storage::StorageError;
@@ -26,6 +33,9 @@ pub struct V03Session {
     sink: Arc<dyn Sink>,
     /// The socket's subscription: live from the start, replaced by each pull.
     pull: Option<Pull>,
+    /// A `PullReq` came: the socket's stream is a pull answer now, which the
+    /// client merges by its own rules; no catch-up on it.
+    pulled: bool,
     /// Dropped last: detaches the socket from the store.
     _attached: Attachment,
 }
@@ -57,6 +67,7 @@ impl V03Session {
             store,
             sink,
             pull: Some(follow),
+            pulled: false,
             _attached: attached,
         })
     }
@@ -98,6 +109,7 @@ impl V03Session {
         // The old subscription ends first; the new pull's backlog covers
         // whatever is pushed in between (it reads up to the head at its start).
         self.pull = None;
+        self.pulled = true;
         let live = Arc::new(Live(self.sink.clone()));
         let live: Arc<dyn LiveSink> = live;
         let mut pull = match self.store.pull(cursor, None, Some((self.sink.id(), live))) {
@@ -145,13 +157,23 @@ impl V03Session {
 
     fn push(&mut self, request_id: &str, batch: Vec<crate::model::Event>) {
         let sink = &self.sink;
+        let (env, store) = (&self.env, self.store.id());
+        env.test_panic(store, PanicPoint::BeforeAppend);
         let result = self.store.push(request_id, batch, None, || {
+            env.test_panic(store, PanicPoint::AfterAppend);
             let _ = sink.try_send(v03::push_ack(request_id).into());
         });
         let result = push_counted(self.env.hub.metrics(), Proto::V03, result, sink.label());
         match result {
             Ok(()) => {}
-            Err(PushError::Chain(e)) => self.reply(v03::error(request_id, &e.to_string())),
+            Err(PushError::Chain(e)) => {
+                self.reply(v03::error(request_id, &e.to_string()));
+                if let ChainError::WrongParent { head, parent } = e {
+                    if parent < head {
+                        self.catch_up(request_id, parent);
+                    }
+                }
+            }
             Err(PushError::Storage(e)) => {
                 log::error!(
                     "push failed {} reason={}",
@@ -163,6 +185,31 @@ impl V03Session {
             Err(PushError::BackendIdMismatch { .. }) => {
                 unreachable!("0.3 pushes carry no backend id")
             }
+        }
+    }
+
+    /// After the `Error` of a stale push: the events the client missed, if
+    /// this socket has had none yet (its follow subscription decides, under
+    /// the store's mutex, so no broadcast slips in between).
+    fn catch_up(&self, request_id: &str, parent: i64) {
+        if self.pulled {
+            return;
+        }
+        let Some(follow) = self.pull.as_ref() else {
+            return;
+        };
+        match follow.catch_up_stale(request_id, parent) {
+            Ok(Some((first, last))) => log::info!(
+                "stale push caught up {} parent={parent} events={first}..{last}",
+                self.sink.label()
+            ),
+            Ok(None) => {}
+            // The client stays parked, as without the catch-up.
+            Err(e) => log::warn!(
+                "stale push catch-up failed {} reason={}",
+                self.sink.label(),
+                logfmt::value(&e.to_string())
+            ),
         }
     }
 
@@ -316,6 +363,71 @@ mod tests {
         storage.fail_reads.store(false, SeqCst);
         b.handle_text(&push("r", 251, 1));
         assert!(a_sink.take().is_empty(), "no broadcast after the gap");
+    }
+
+    #[test]
+    fn a_stale_push_on_a_socket_sent_nothing_yet_gets_the_missed_events_after_its_error() {
+        // Before: only the Error, and the reconnected client parked for good.
+        let env = env(MemStorage::with_log(5, 10));
+        let (mut a, sink) = open(&env);
+        // Another client's events 3..5 are stored; this one pushes on e2.
+        a.handle_text(&push("stale", 3, 1).replace("\"c\"", "\"other\""));
+        let got = sink.take_json();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0]["_tag"], "WSMessage.Error");
+        assert_eq!(got[0]["requestId"], "stale");
+        assert_eq!(res(&got[1]), ("push".into(), vec![3, 4, 5], 0));
+        assert_eq!(got[1]["requestId"]["requestId"], "stale");
+        // The rebased push is accepted; its broadcast follows the catch-up.
+        a.handle_text(&push("again", 6, 1));
+        let got = sink.take_json();
+        assert_eq!(got[0]["_tag"], "WSMessage.PushAck");
+        assert_eq!(res(&got[1]), ("push".into(), vec![6], 0));
+        // The socket has events now: a later stale push gets its Error only.
+        a.handle_text(&push("stale2", 3, 1).replace("\"c\"", "\"other\""));
+        let got = sink.take_json();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["_tag"], "WSMessage.Error");
+    }
+
+    #[test]
+    fn no_catch_up_on_a_socket_that_had_a_broadcast_or_a_pull() {
+        let env = env(MemStorage::with_log(5, 10));
+        let (mut a, a_sink) = open(&env);
+        let (mut b, b_sink) = open(&env);
+        let (mut c, _) = open(&env);
+        a.handle_text(r#"{"_tag":"WSMessage.PullReq","requestId":"q","cursor":5}"#);
+        c.handle_text(&push("c", 6, 1));
+        assert_eq!(res(&b_sink.take_json()[0]), ("push".into(), vec![6], 0));
+        a_sink.take();
+        for (s, sink) in [(&mut a, &a_sink), (&mut b, &b_sink)] {
+            s.handle_text(&push("stale", 3, 1).replace("\"c\"", "\"other\""));
+            let got = sink.take_json();
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0]["_tag"], "WSMessage.Error");
+        }
+    }
+
+    #[test]
+    fn a_long_gap_is_caught_up_one_page_per_stale_push() {
+        let env = env(MemStorage::with_log(250, 10));
+        let (mut a, sink) = open(&env);
+        let stale = |id: &str, parent: i64| push(id, parent + 1, 1).replace("\"c\"", "\"o\"");
+        a.handle_text(&stale("p0", 0));
+        let got = sink.take_json();
+        assert_eq!(res(&got[1]), ("push".into(), (1..=100).collect(), 0));
+        // Rebased on e100: refused again, gets the next page.
+        a.handle_text(&stale("p100", 100));
+        let got = sink.take_json();
+        assert_eq!(res(&got[1]), ("push".into(), (101..=200).collect(), 0));
+        // A parent other than the end of the last catch-up would repeat events.
+        a.handle_text(&stale("p50", 50));
+        assert_eq!(sink.take_json().len(), 1);
+        a.handle_text(&stale("p200", 200));
+        let got = sink.take_json();
+        assert_eq!(res(&got[1]), ("push".into(), (201..=250).collect(), 0));
+        a.handle_text(&stale("p250", 250));
+        assert_eq!(sink.take_json()[0]["_tag"], "WSMessage.PushAck");
     }
 
     #[test]

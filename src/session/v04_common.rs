@@ -59,7 +59,7 @@ pub fn pull_failed(m: &Metrics, e: &crate::storage::StorageError, label: &str) -
 /// connection was authorised for that store only). The error is the text
 /// of the request's `Die` exit.
 pub fn payload_for_store<T: serde::de::DeserializeOwned>(
-    payload: &serde_json::value::RawValue,
+    payload: Option<&serde_json::value::RawValue>,
     url_store_id: &str,
     store_id_of: impl Fn(&T) -> &str,
 ) -> Result<T, String> {

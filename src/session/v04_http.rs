@@ -6,7 +6,7 @@
 //! `MoreKnown` page, and the next poll continues.
 
 use super::v04_common::{payload_for_store, pull_failed, pull_refused, push_error};
-use super::{push_counted, Env};
+use super::{push_counted, Env, PanicPoint};
 use crate::metrics::{Proto, PushRejected};
 use crate::protocol::v04::{self, Incoming, PageInfo, PingPayload, PullPayload, PushPayload};
 use crate::sync::pull::{Progress, PullError};
@@ -23,16 +23,19 @@ pub fn handle(env: &Env, store_id: &str, body: &[u8], label: &str) -> Result<Str
     };
     let answer = match tag.as_str() {
         v04::PULL_HTTP => {
-            match payload_for_store(&payload, store_id, |p: &PullPayload| &p.store_id) {
+            match payload_for_store(payload.as_deref(), store_id, |p: &PullPayload| &p.store_id) {
                 Ok(p) => return Ok(pull(env, store_id, &id, &p, label)),
                 Err(e) => v04::exit_die(&id, &e),
             }
         }
         v04::PUSH_HTTP => {
-            match payload_for_store(&payload, store_id, |p: &PushPayload| &p.store_id) {
+            match payload_for_store(payload.as_deref(), store_id, |p: &PushPayload| &p.store_id) {
                 Ok(p) => {
                     let store = env.hub.store(store_id);
-                    let result = store.push(&id, p.batch, p.backend_id.0.as_deref(), || {});
+                    env.test_panic(store_id, PanicPoint::BeforeAppend);
+                    let result = store.push(&id, p.batch, p.backend_id.0.as_deref(), || {
+                        env.test_panic(store_id, PanicPoint::AfterAppend)
+                    });
                     match push_counted(env.hub.metrics(), Proto::V04Http, result, label) {
                         Ok(()) => v04::exit_push_ok(&id),
                         Err(e) => v04::exit_fail(&id, &push_error(e, label)),
@@ -47,7 +50,7 @@ pub fn handle(env: &Env, store_id: &str, body: &[u8], label: &str) -> Result<Str
             }
         }
         v04::PING_HTTP => {
-            match payload_for_store(&payload, store_id, |p: &PingPayload| &p.store_id) {
+            match payload_for_store(payload.as_deref(), store_id, |p: &PingPayload| &p.store_id) {
                 Ok(_) => v04::exit_http_pong(&id),
                 Err(e) => v04::exit_die(&id, &e),
             }

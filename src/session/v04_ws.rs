@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::v04_common::{payload_for_store, pull_failed, pull_refused, push_error};
-use super::{push_counted, Env};
+use super::{push_counted, Env, PanicPoint};
 use crate::metrics::{Proto, PushRejected};
 use crate::protocol::v04::{self, Incoming, PageInfo, PullPayload, PushPayload};
 use crate::storage::StorageError;
@@ -127,9 +127,11 @@ impl V04WsSession {
             }
             Incoming::Request { id, tag, payload } => match tag.as_str() {
                 v04::PULL_WS => {
-                    match payload_for_store(&payload, self.store.id(), |p: &PullPayload| {
-                        &p.store_id
-                    }) {
+                    match payload_for_store(
+                        payload.as_deref(),
+                        self.store.id(),
+                        |p: &PullPayload| &p.store_id,
+                    ) {
                         Ok(p) if p.live.is_some() => self.start_pull(id, p),
                         Ok(_) => self.reply(v04::exit_die(
                             &id,
@@ -139,9 +141,11 @@ impl V04WsSession {
                     }
                 }
                 v04::PUSH_WS => {
-                    match payload_for_store(&payload, self.store.id(), |p: &PushPayload| {
-                        &p.store_id
-                    }) {
+                    match payload_for_store(
+                        payload.as_deref(),
+                        self.store.id(),
+                        |p: &PushPayload| &p.store_id,
+                    ) {
                         Ok(p) => self.push(&id, p),
                         Err(e) => {
                             self.env
@@ -247,7 +251,10 @@ impl V04WsSession {
 
     fn push(&mut self, id: &str, p: PushPayload) {
         let sink = &self.sink;
+        let (env, store) = (&self.env, self.store.id());
+        env.test_panic(store, PanicPoint::BeforeAppend);
         let result = self.store.push(id, p.batch, p.backend_id.0.as_deref(), || {
+            env.test_panic(store, PanicPoint::AfterAppend);
             let _ = sink.try_send(v04::exit_push_ok(id).into());
         });
         let result = push_counted(self.env.hub.metrics(), Proto::V04Ws, result, sink.label());

@@ -200,6 +200,19 @@ impl Pull {
         self.paging.is_none()
     }
 
+    /// The catch-up of a stale push on this live subscription
+    /// ([`Store::catch_up_stale`]); `None` if it sent nothing.
+    pub fn catch_up_stale(
+        &self,
+        origin: &str,
+        parent: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        match self.sub {
+            Some(sub) if self.paging.is_none() => self.store.catch_up_stale(sub, origin, parent),
+            _ => Ok(None),
+        }
+    }
+
     /// Reads the next page and hands it to `send`, which queues it. After
     /// the last page, a live pull goes live (held batches follow the page).
     pub fn send_next(

@@ -120,6 +120,11 @@ struct Subscription {
     phase: Phase,
     /// Highest seq_num sent on this subscription; nothing at or below it is sent again.
     last_sent: i64,
+    /// A broadcast (or held batch) went out: the socket may hold events a
+    /// catch-up would repeat, so it gets none ([`Store::catch_up_stale`]).
+    broadcast: bool,
+    /// Catch-up pages went out (up to `last_sent`), and nothing else.
+    caught_up: bool,
     sink: Arc<dyn LiveSink>,
 }
 
@@ -138,6 +143,7 @@ impl Subscription {
         }
         *sent += 1;
         self.last_sent = batch.last_seq();
+        self.broadcast = true;
         true
     }
 
@@ -381,6 +387,8 @@ impl Store {
                 conn,
                 phase: Phase::backlog(),
                 last_sent: from.max(0),
+                broadcast: false,
+                caught_up: false,
                 sink,
             });
             id
@@ -405,6 +413,8 @@ impl Store {
             conn,
             phase: Phase::Live,
             last_sent: head,
+            broadcast: false,
+            caught_up: false,
             sink,
         });
         drop(st);
@@ -530,7 +540,9 @@ impl Store {
         meta.head = events.last().map_or(meta.head, |e| e.seq_num);
         let backend_id: Arc<str> = meta.backend_id.as_str().into();
         st.last_write = Some(created_at);
-        on_accepted();
+        // The batch is stored: it goes out to the other sockets even if the
+        // pusher's callback panics (its connection then ends, unacked).
+        let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(on_accepted));
         let batch = LiveBatch::new(
             origin.to_string(),
             backend_id,
@@ -541,6 +553,10 @@ impl Store {
         );
         if self.fan_out(&mut st, batch) {
             self.metrics.fanned_out(arrived.elapsed());
+        }
+        if let Err(panic) = accepted {
+            drop(st);
+            std::panic::resume_unwind(panic);
         }
         Ok(())
     }
@@ -578,6 +594,61 @@ impl Store {
             (true, true) => Stored::All,
             (true, false) => Stored::Prefix(overlap),
         })
+    }
+
+    /// The 0.3 catch-up (spec sync-cf-0.3 §5 #1), after a push whose parent
+    /// `parent` is behind the head was refused: sends subscription `sub` the
+    /// events after `parent` as one live batch of `origin` (the push's
+    /// request id), so a reconnected client that missed them rebases and
+    /// pushes again instead of waiting for a broadcast that may never come.
+    ///
+    /// Only where it cannot repeat an event: the subscription is live and
+    /// has had no broadcast, and either no catch-up yet or one that ended at
+    /// `parent`. At most one page (the model's page rule): the client takes
+    /// the batch as a live one (`remaining: 0`), rebases onto its last event
+    /// and pushes again; that push is refused while the gap lasts and gets
+    /// the next page, so a long gap costs one round trip per page and never
+    /// holds the mutex for more than one page's read. Returns the range sent.
+    pub(crate) fn catch_up_stale(
+        &self,
+        sub: SubId,
+        origin: &str,
+        parent: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let mut st = self.state.lock();
+        let meta = self.with_meta(&mut st)?.clone();
+        if parent < 0 || parent >= meta.head {
+            return Ok(None);
+        }
+        let Some(pos) = st.subs.iter().position(|s| s.id == sub) else {
+            return Ok(None);
+        };
+        let s = &st.subs[pos];
+        if !matches!(s.phase, Phase::Live) || s.broadcast || (s.caught_up && s.last_sent != parent)
+        {
+            return Ok(None);
+        }
+        let mut events =
+            self.storage
+                .read(&self.id, parent, meta.head, crate::model::PAGE_EVENTS)?;
+        events.truncate(crate::model::page_len(&events));
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(None);
+        };
+        let range = (first.event.seq_num, last.event.seq_num);
+        let batch = LiveBatch::new(origin.to_string(), meta.backend_id.as_str().into(), events);
+        let s = &mut st.subs[pos];
+        if s.sink.send_live(&batch, 0).is_err() {
+            st.subs.remove(pos);
+            return Ok(None);
+        }
+        // Nothing was sent on this subscription before (or only the catch-up
+        // up to `parent`), so `last_sent` may go down: broadcasts are all
+        // above the head anyway.
+        s.last_sent = range.1;
+        s.caught_up = true;
+        self.metrics.delivered(1);
+        Ok(Some(range))
     }
 
     /// Events appended to this store by another process (another instance,
@@ -824,6 +895,20 @@ mod tests {
         }
         assert_eq!(order, ["page 50", "live 0", "page 0", "live 1"]);
         assert_eq!(*rec.1.lock(), vec![vec![151]]);
+    }
+
+    #[test]
+    fn a_stored_batch_reaches_the_others_when_the_pushers_callback_panics() {
+        let (_hub, store) = setup(MemStorage::default(), Limits::default());
+        let a = recorder(64);
+        let _fa = store.follow(a.0.id(), a.clone()).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.push("p", batch(1, 2), None, || panic!("handler bug"))
+        }));
+        assert!(r.is_err(), "the panic goes on up to the connection");
+        assert_eq!(*a.1.lock(), vec![vec![1, 2]]);
+        assert_eq!(store.meta().unwrap().head, 2);
+        store.push("q", batch(3, 1), None, || {}).unwrap();
     }
 
     #[test]

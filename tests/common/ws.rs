@@ -87,6 +87,20 @@ impl Ws {
         out
     }
 
+    /// The text messages that arrive until the socket ends (close frame or error).
+    pub fn until_closed(&mut self) -> Vec<serde_json::Value> {
+        let mut got = Vec::new();
+        loop {
+            match self.ws.read() {
+                Ok(tungstenite::Message::Text(t)) => {
+                    got.push(serde_json::from_str(t.as_str()).unwrap())
+                }
+                Ok(tungstenite::Message::Close(_)) | Err(_) => return got,
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// Reads until the server closes; returns the close code (None: no close frame).
     pub fn expect_close(&mut self) -> Option<u16> {
         loop {

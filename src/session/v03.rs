@@ -26,6 +26,8 @@ pub struct V03Session {
     sink: Arc<dyn Sink>,
     /// The socket's subscription: live from the start, replaced by each pull.
     pull: Option<Pull>,
+    /// `PUSHES_PER_SECOND`: an early push waits.
+    pace: super::Pace,
     /// Dropped last: detaches the socket from the store.
     _attached: Attachment,
 }
@@ -49,6 +51,7 @@ impl V03Session {
         store_id: &str,
         sink: Arc<dyn Sink>,
     ) -> Result<V03Session, StorageError> {
+        let pace = super::Pace::new(env.pushes_per_second);
         let store = env.hub.store(store_id);
         let attached = store.attach(sink.clone())?;
         let follow = store.follow(sink.id(), Arc::new(Live(sink.clone())))?;
@@ -57,6 +60,7 @@ impl V03Session {
             store,
             sink,
             pull: Some(follow),
+            pace,
             _attached: attached,
         })
     }
@@ -78,7 +82,7 @@ impl V03Session {
             Request::Pull { request_id, cursor } => {
                 self.pull(&request_id, cursor.map_or(0, cursor_from_f64))
             }
-            Request::Push { request_id, batch } => self.push(&request_id, batch),
+            Request::Push { request_id, batch } => self.push(&request_id, batch, text.len()),
             Request::AdminInfo {
                 request_id,
                 admin_secret,
@@ -143,8 +147,13 @@ impl V03Session {
         self.sink.close(1011, "pull failed, reconnect");
     }
 
-    fn push(&mut self, request_id: &str, batch: Vec<crate::model::Event>) {
+    fn push(&mut self, request_id: &str, batch: Vec<crate::model::Event>, bytes: usize) {
+        self.pace.wait();
         let sink = &self.sink;
+        let label = sink.label();
+        if let Some(why) = super::push_too_large(&self.env, Proto::V03, batch.len(), bytes, label) {
+            return self.reply(v03::error(request_id, &why));
+        }
         let result = self.store.push(request_id, batch, None, || {
             let _ = sink.try_send(v03::push_ack(request_id).into());
         });

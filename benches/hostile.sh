@@ -38,7 +38,9 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-"$SERVER" --host 127.0.0.1 --port 0 --database-url "$DB" \
+# --pushes-per-second 0: the fan-out's pusher pushes back to back (paced, its
+# latency would measure the pacing); the attackers' pushers are unpaced too.
+"$SERVER" --host 127.0.0.1 --port 0 --database-url "$DB" --pushes-per-second 0 \
   --auth-token bench-token --admin-secret bench-admin --log-level info >"$LOG" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do

@@ -6,8 +6,8 @@ killed, repeating its attack, against ws://ADDR (token bench-token).
 
 ATTACK is one of:
   never-reads   a 0.4 subscriber that reads nothing, on a store another of
-                its connections pushes 100 kB events to (paced by the
-                server); reconnects when dropped
+                its connections pushes 100 kB events to (20 a second);
+                reconnects when dropped
   never-acks    a 0.4 live pull of a store with a long backlog that reads
                 but never sends Ack, while its pusher keeps pushing
   pull-streams  5,000 pull requests on one socket, again and again
@@ -104,12 +104,16 @@ def push_frame(rid, store, seq, blob):
                                          "batch": [ev], "backendId": {"_tag": "None"}}}))
 
 
-def pusher(store, blob_bytes, stop_after=None):
-    """Pushes events of blob_bytes to store, each after the previous answer."""
+def pusher(store, blob_bytes, stop_after=None, per_second=20):
+    """Pushes events of blob_bytes to store, each after the previous answer,
+    at most per_second (2 MB/s of 100 kB events: what fills a non-reader's
+    queue within seconds; the pushes are not the attack)."""
     s = ws_open(store)
     blob = "x" * blob_bytes
     seq, sent = 1, 0
     while stop_after is None or sent < stop_after:
+        if per_second:
+            time.sleep(1 / per_second)
         s.sendall(push_frame(f"h{seq}", store, seq, blob))
         while True:
             _, data = read_frame(s)
@@ -142,7 +146,7 @@ def never_reads():
 
 def never_acks():
     store = f"hostile-na-{os.getpid()}"
-    pusher(store, 100_000, stop_after=200)  # a backlog of ~25 pages
+    pusher(store, 100_000, stop_after=200, per_second=0)  # a backlog of ~25 pages
     threading.Thread(target=pusher, args=(store, 100_000), daemon=True).start()
     while True:
         try:

@@ -27,8 +27,10 @@ cleanup() {
 trap cleanup EXIT
 start() { # sets ADDR (not in a subshell: PIDS must keep the new pid)
   local log; log="$(mktemp)"
+  # --pushes-per-second 0: the pusher pushes back to back (see run-suite.sh).
+  # shellcheck disable=SC2086
   "$SERVER" --host 127.0.0.1 --port 0 --database-url "$PG/$DB" --auth-token bench-token \
-    --log-level info >"$log" 2>&1 &
+    ${PACE_FLAGS---pushes-per-second 0} --log-level info >"$log" 2>&1 &
   PIDS+=($!)
   ADDR=""
   for _ in $(seq 1 100); do

@@ -83,9 +83,35 @@ pub struct Limits {
     /// Open TCP connections (HTTP and WebSocket together). Past it, a new
     /// connection gets `503` and is closed. Default 20,000.
     pub max_connections: usize,
+    /// Open TCP connections from one client address. Past it, a new
+    /// connection gets `429` (`Too many connections from your address`) and
+    /// is closed. `127.0.0.1` and `::1` are not counted: a proxy on the same
+    /// machine connects from there for every client (a proxy elsewhere: set
+    /// this to `0`, no limit, or to `MAX_CONNECTIONS`). Default 1,000.
+    pub max_connections_per_ip: usize,
+    /// Time from a connection's opening (or, between keep-alive requests,
+    /// from a request's first byte) until its request head (request line and
+    /// headers) has arrived. Past it: `408` and the connection is closed, so
+    /// a client trickling bytes (slow-loris) holds a thread this long at
+    /// most. Default 10 s.
+    pub request_head_timeout: Duration,
     /// Largest WebSocket message and HTTP body accepted, in bytes. LiveStore
     /// never splits a push by bytes, so this bounds the largest push. Default 32 MiB.
     pub max_message_bytes: usize,
+    /// Events in one push. A larger push is refused with the protocol's push
+    /// error (0.3 `WSMessage.Error`, 0.4 `UnknownError`), nothing stored.
+    /// LiveStore batches at most 100 (0.4) or 50 (0.3). Default 1,000.
+    pub max_push_events: usize,
+    /// Bytes of one push's message (the WebSocket message or HTTP body);
+    /// refused like `max_push_events`. Below `max_message_bytes`, which ends
+    /// the socket instead. Default 16 MiB.
+    pub max_push_bytes: usize,
+    /// Pushes per second one connection may send (a token bucket holding
+    /// one second's worth). A faster push is not refused: the connection's
+    /// reader waits until it is due, so the pusher is slowed and nothing is
+    /// lost. On 0.4 HTTP every POST of a keep-alive connection counts. `0`:
+    /// no limit. Default 100.
+    pub pushes_per_second: u32,
     /// Messages queued for one WebSocket's writer thread before the socket
     /// counts as too slow and is dropped (the client reconnects and pulls).
     /// The queue's blocks are allocated as messages arrive, so a larger bound
@@ -147,7 +173,12 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 20_000,
+            max_connections_per_ip: 1_000,
+            request_head_timeout: Duration::from_secs(10),
             max_message_bytes: 32 * 1024 * 1024,
+            max_push_events: 1_000,
+            max_push_bytes: 16 << 20,
+            pushes_per_second: 100,
             outbound_queue: 128,
             max_queued_bytes: 16 << 20,
             max_held_bytes: 4 << 20,
@@ -330,6 +361,56 @@ fn settings() -> Vec<Setting> {
             "open connections before new ones get 503",
             |c, v| {
                 c.limits.max_connections = parse(v)?;
+                Ok(())
+            }
+        ),
+        s!(
+            "MAX_CONNECTIONS_PER_IP",
+            "--max-connections-per-ip",
+            l.max_connections_per_ip,
+            "open connections from one address before new ones get 429 (0: no limit; not 127.0.0.1, ::1)",
+            |c, v| {
+                c.limits.max_connections_per_ip = parse(v)?;
+                Ok(())
+            }
+        ),
+        s!(
+            "REQUEST_HEAD_TIMEOUT_SECS",
+            "--request-head-timeout-secs",
+            l.request_head_timeout.as_secs(),
+            "seconds a request head may take to arrive before 408",
+            |c, v| {
+                c.limits.request_head_timeout = Duration::from_secs(parse::<u64>(v)?.max(1));
+                Ok(())
+            }
+        ),
+        s!(
+            "MAX_PUSH_EVENTS",
+            "--max-push-events",
+            l.max_push_events,
+            "events in one push; a larger push is refused",
+            |c, v| {
+                c.limits.max_push_events = parse::<usize>(v)?.max(1);
+                Ok(())
+            }
+        ),
+        s!(
+            "MAX_PUSH_BYTES",
+            "--max-push-bytes",
+            l.max_push_bytes,
+            "bytes of one push message; a larger push is refused",
+            |c, v| {
+                c.limits.max_push_bytes = parse::<usize>(v)?.max(1);
+                Ok(())
+            }
+        ),
+        s!(
+            "PUSHES_PER_SECOND",
+            "--pushes-per-second",
+            l.pushes_per_second,
+            "pushes per second per connection; faster ones wait (0: no limit)",
+            |c, v| {
+                c.limits.pushes_per_second = parse(v)?;
                 Ok(())
             }
         ),
@@ -659,6 +740,15 @@ mod tests {
             ("--cors-origins", "CORS_ORIGINS", "*"),
             ("--metrics", "METRICS", "admin"),
             ("--max-connections", "MAX_CONNECTIONS", "20000"),
+            ("--max-connections-per-ip", "MAX_CONNECTIONS_PER_IP", "1000"),
+            (
+                "--request-head-timeout-secs",
+                "REQUEST_HEAD_TIMEOUT_SECS",
+                "10",
+            ),
+            ("--max-push-events", "MAX_PUSH_EVENTS", "1000"),
+            ("--max-push-bytes", "MAX_PUSH_BYTES", "16777216"),
+            ("--pushes-per-second", "PUSHES_PER_SECOND", "100"),
             ("--max-message-bytes", "MAX_MESSAGE_BYTES", "33554432"),
             ("--outbound-queue", "OUTBOUND_QUEUE", "128"),
             ("--max-queued-bytes", "MAX_QUEUED_BYTES", "16777216"),

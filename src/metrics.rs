@@ -111,6 +111,8 @@ impl ConnKind {
 pub enum Refusal {
     /// `MAX_CONNECTIONS` are open: `503` at accept.
     TooManyConnections,
+    /// `MAX_CONNECTIONS_PER_IP` are open from the client's address: `429` at accept.
+    TooManyFromAddress,
     /// No thread could be started for the connection.
     NoThread,
     /// Not a well-formed HTTP request (or too large): `400`/`413`/`431`.
@@ -128,8 +130,9 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 8] = [
+    const ALL: [Refusal; 9] = [
         Refusal::TooManyConnections,
+        Refusal::TooManyFromAddress,
         Refusal::NoThread,
         Refusal::BadHttpRequest,
         Refusal::BadSyncRequest,
@@ -143,6 +146,7 @@ impl Refusal {
     pub fn label(self) -> &'static str {
         match self {
             Refusal::TooManyConnections => "too_many_connections",
+            Refusal::TooManyFromAddress => "too_many_from_address",
             Refusal::NoThread => "no_thread",
             Refusal::BadHttpRequest => "bad_http_request",
             Refusal::BadSyncRequest => "bad_sync_request",
@@ -167,15 +171,18 @@ pub enum PushRejected {
     StorageError,
     /// The request could not be decoded, or named another store (0.4).
     InvalidRequest,
+    /// Over `MAX_PUSH_EVENTS` or `MAX_PUSH_BYTES`; nothing was written.
+    TooLarge,
 }
 
 impl PushRejected {
-    const ALL: [PushRejected; 5] = [
+    const ALL: [PushRejected; 6] = [
         PushRejected::WrongParent,
         PushRejected::BrokenChain,
         PushRejected::BackendIdMismatch,
         PushRejected::StorageError,
         PushRejected::InvalidRequest,
+        PushRejected::TooLarge,
     ];
 
     fn index(self) -> usize {
@@ -189,6 +196,7 @@ impl PushRejected {
             PushRejected::BackendIdMismatch => "backend_id_mismatch",
             PushRejected::StorageError => "storage_error",
             PushRejected::InvalidRequest => "invalid_request",
+            PushRejected::TooLarge => "too_large",
         }
     }
 }
@@ -256,9 +264,9 @@ pub struct Snapshot {
 pub struct Metrics {
     registry: Registry,
     connections: [Gauge; 4],
-    refused: [Counter; 8],
+    refused: [Counter; 9],
     pushes_accepted: [Counter; 3],
-    pushes_rejected: [[Counter; 5]; 3],
+    pushes_rejected: [[Counter; 6]; 3],
     pull_pages: [Counter; 3],
     pull_events: [Counter; 3],
     events_appended: Counter,

@@ -10,6 +10,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// Largest request head (request line + headers).
 const MAX_HEAD: usize = 16 * 1024;
@@ -63,20 +64,87 @@ pub enum ReadError {
 pub struct Conn<R> {
     pub stream: R,
     pub buf: Vec<u8>,
+    /// `REQUEST_HEAD_TIMEOUT_SECS`: the whole head must arrive within it
+    /// (a per-read timeout alone lets a client trickle a byte per read).
+    head_timeout: Option<Duration>,
+    /// The socket's read timeout between requests (keep-alive), restored
+    /// after a head's deadline shortened it.
+    idle: Option<Duration>,
+    /// No request read yet: the head's clock runs from the opening.
+    first: bool,
 }
 
-impl<'a> Conn<&'a TcpStream> {
-    pub fn new(stream: &'a TcpStream) -> Conn<&'a TcpStream> {
-        Conn::over(stream)
+/// What a [`Conn`] reads from: a socket, whose read timeout the head
+/// deadline shortens, or (the fuzz tests) bytes in memory, which have no
+/// clock and ignore it.
+pub trait Source: Read {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Source for &TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
     }
 }
 
-impl<R: Read> Conn<R> {
+impl<'a> Conn<&'a TcpStream> {
+    /// A reader without a head deadline (the socket's own timeouts apply).
+    pub fn new(stream: &'a TcpStream) -> Conn<&'a TcpStream> {
+        Conn::over(stream)
+    }
+
+    /// A reader whose heads must arrive within `head_timeout`, from the
+    /// opening for the first request and from its first byte for later
+    /// ones; between requests the socket waits up to `idle`.
+    pub fn with_head_timeout(
+        stream: &'a TcpStream,
+        head_timeout: Duration,
+        idle: Duration,
+    ) -> Conn<&'a TcpStream> {
+        Conn {
+            head_timeout: Some(head_timeout),
+            idle: Some(idle),
+            ..Conn::new(stream)
+        }
+    }
+}
+
+impl<R: Source> Conn<R> {
     /// Reads requests from any byte source.
     pub fn over(stream: R) -> Conn<R> {
         Conn {
             stream,
             buf: Vec::new(),
+            head_timeout: None,
+            idle: None,
+            first: true,
+        }
+    }
+
+    /// `fill`, but no later than `deadline`: past it, `408`.
+    fn fill_by(&mut self, deadline: Option<Instant>) -> Result<usize, ReadError> {
+        const LATE: ReadError = ReadError::Bad(408, "Request head not received in time");
+        let Some(deadline) = deadline else {
+            return self.fill();
+        };
+        // Nothing sent at all (a browser's speculative connection): closed
+        // without an answer, like an idle keep-alive connection.
+        let late = |buf: &[u8]| {
+            if buf.is_empty() {
+                ReadError::Closed
+            } else {
+                LATE
+            }
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(late(&self.buf));
+        }
+        let wait = self.idle.map_or(left, |idle| idle.min(left));
+        let _ = self.stream.set_read_timeout(Some(wait));
+        match self.fill() {
+            Err(ReadError::Closed) if Instant::now() >= deadline => Err(late(&self.buf)),
+            other => other,
         }
     }
 
@@ -103,6 +171,25 @@ impl<R: Read> Conn<R> {
 
     /// Reads the next request; `max_body` bounds its body.
     pub fn read_request(&mut self, max_body: usize) -> Result<Request, ReadError> {
+        let mut deadline = None;
+        let started = self.first || !self.buf.is_empty();
+        self.first = false;
+        if let Some(t) = self.head_timeout.filter(|_| started) {
+            deadline = Some(Instant::now() + t);
+        }
+        let request = self.read_head_and_body(max_body, &mut deadline);
+        // Still set: the head failed part-way; leave the socket as it was.
+        if deadline.is_some() {
+            let _ = self.stream.set_read_timeout(self.idle);
+        }
+        request
+    }
+
+    fn read_head_and_body(
+        &mut self,
+        max_body: usize,
+        deadline: &mut Option<Instant>,
+    ) -> Result<Request, ReadError> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
@@ -133,6 +220,10 @@ impl<R: Read> Conn<R> {
                     request.close = request.header_has_token("connection", "close")
                         || (http10 && !request.header_has_token("connection", "keep-alive"));
                     self.buf.drain(..head_len);
+                    if deadline.take().is_some() {
+                        // The body is bounded per read, like an idle wait.
+                        let _ = self.stream.set_read_timeout(self.idle);
+                    }
                     self.read_body(&mut request, max_body)?;
                     return Ok(request);
                 }
@@ -140,7 +231,10 @@ impl<R: Read> Conn<R> {
                     if self.buf.len() > MAX_HEAD {
                         return Err(ReadError::Bad(431, "Request header fields too large"));
                     }
-                    if self.fill()? == 0 {
+                    if deadline.is_none() && !self.buf.is_empty() {
+                        *deadline = self.head_timeout.map(|t| Instant::now() + t);
+                    }
+                    if self.fill_by(*deadline)? == 0 {
                         return Err(if self.buf.is_empty() {
                             ReadError::Closed
                         } else {
@@ -399,8 +493,10 @@ pub fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         413 => "Payload Too Large",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

@@ -17,7 +17,7 @@ pub mod status;
 pub mod ws;
 
 use std::collections::HashMap;
-use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -97,6 +97,9 @@ impl Ctx {
                 std::env::var("LSS_TEST_PANIC_ON_STORE").ok(),
                 std::env::var("LSS_TEST_PANIC_AT").ok(),
             ),
+            max_push_events: l.max_push_events,
+            max_push_bytes: l.max_push_bytes,
+            pushes_per_second: l.pushes_per_second,
         };
         if let Some(t) = &env.test_panic {
             log::warn!(
@@ -169,6 +172,51 @@ impl ShutdownHandle {
 struct Registry {
     conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
     empty: Condvar,
+    /// Open connections per client address (`MAX_CONNECTIONS_PER_IP`).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted against its address; uncounted when dropped
+/// (the connection's thread ends, or could not start).
+struct IpSlot {
+    registry: Arc<Registry>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    /// Counts a connection from `ip`, or `None` when `max` are open from it.
+    fn take(registry: &Arc<Registry>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut per_ip = registry.per_ip.lock();
+        let n = per_ip.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            registry: registry.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut per_ip = self.registry.per_ip.lock();
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Whether connections from `ip` count against `MAX_CONNECTIONS_PER_IP`:
+/// not from this machine's own `127.0.0.1` / `::1`, where a proxy on the
+/// same host connects from for all its clients.
+fn counted_per_ip(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    ip != IpAddr::from([127, 0, 0, 1]) && ip != IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
 }
 
 /// Whether the accept loop runs: not yet, now, or no more.
@@ -361,6 +409,29 @@ impl Server {
                 let _ = Response::text(503, "Too many connections").write_to(&stream, false);
                 continue;
             }
+            let ip = stream.peer_addr().map(|a| a.ip().to_canonical());
+            let ip = ip
+                .ok()
+                .filter(|ip| limits.max_connections_per_ip > 0 && counted_per_ip(*ip));
+            let ip_slot = match ip {
+                None => None,
+                Some(ip) => match IpSlot::take(&self.registry, ip, limits.max_connections_per_ip) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        log::warn!(
+                            "refused connection peer={} status=429 reason=\"{} connections open from this address (MAX_CONNECTIONS_PER_IP)\"",
+                            logfmt::value(&peer),
+                            limits.max_connections_per_ip
+                        );
+                        self.ctx
+                            .metrics()
+                            .refused(Refusal::TooManyFromAddress, &peer);
+                        let _ = Response::text(429, "Too many connections from your address")
+                            .write_to(&stream, false);
+                        continue;
+                    }
+                },
+            };
             let _ = stream.set_nodelay(true);
             let stream = Arc::new(stream);
             let id = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -376,6 +447,7 @@ impl Server {
                 .name("conn".into())
                 .stack_size(limits.reader_stack)
                 .spawn(move || {
+                    let _ip_slot = ip_slot;
                     let _thread = live.thread();
                     let conn = live.connection();
                     let kind = ctx.metrics().connection();
@@ -484,7 +556,9 @@ fn serve_http(
     let limits = &ctx.config.limits;
     let _ = stream.set_read_timeout(Some(limits.http_keep_alive));
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
-    let mut conn = Conn::new(stream);
+    let mut conn =
+        Conn::with_head_timeout(stream, limits.request_head_timeout, limits.http_keep_alive);
+    let mut pace = crate::session::Pace::new(limits.pushes_per_second);
     loop {
         let req = match conn.read_request(limits.max_message_bytes) {
             Ok(r) => r,
@@ -509,6 +583,9 @@ fn serve_http(
             }
         };
         *served += 1;
+        if req.method == "POST" {
+            pace.wait(); // PUSHES_PER_SECOND: 0.4 HTTP pushes (and pulls)
+        }
         match routes::route(ctx, &req, peer, live, kind) {
             Action::Respond(resp) => {
                 let keep_alive = !req.close && !shutdown.is_triggered();

@@ -36,6 +36,8 @@ pub struct V03Session {
     /// A `PullReq` came: the socket's stream is a pull answer now, which the
     /// client merges by its own rules; no catch-up on it.
     pulled: bool,
+    /// `PUSHES_PER_SECOND`: an early push waits.
+    pace: super::Pace,
     /// Dropped last: detaches the socket from the store.
     _attached: Attachment,
 }
@@ -59,6 +61,7 @@ impl V03Session {
         store_id: &str,
         sink: Arc<dyn Sink>,
     ) -> Result<V03Session, StorageError> {
+        let pace = super::Pace::new(env.pushes_per_second);
         let store = env.hub.store(store_id);
         let attached = store.attach(sink.clone())?;
         let follow = store.follow(sink.id(), Arc::new(Live(sink.clone())))?;
@@ -68,6 +71,7 @@ impl V03Session {
             sink,
             pull: Some(follow),
             pulled: false,
+            pace,
             _attached: attached,
         })
     }
@@ -89,7 +93,7 @@ impl V03Session {
             Request::Pull { request_id, cursor } => {
                 self.pull(&request_id, cursor.map_or(0, cursor_from_f64))
             }
-            Request::Push { request_id, batch } => self.push(&request_id, batch),
+            Request::Push { request_id, batch } => self.push(&request_id, batch, text.len()),
             Request::AdminInfo {
                 request_id,
                 admin_secret,
@@ -155,8 +159,13 @@ impl V03Session {
         self.sink.close(1011, "pull failed, reconnect");
     }
 
-    fn push(&mut self, request_id: &str, batch: Vec<crate::model::Event>) {
+    fn push(&mut self, request_id: &str, batch: Vec<crate::model::Event>, bytes: usize) {
+        self.pace.wait();
         let sink = &self.sink;
+        let label = sink.label();
+        if let Some(why) = super::push_too_large(&self.env, Proto::V03, batch.len(), bytes, label) {
+            return self.reply(v03::error(request_id, &why));
+        }
         let (env, store) = (&self.env, self.store.id());
         env.test_panic(store, PanicPoint::BeforeAppend);
         let result = self.store.push(request_id, batch, None, || {

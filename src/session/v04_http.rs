@@ -31,6 +31,13 @@ pub fn handle(env: &Env, store_id: &str, body: &[u8], label: &str) -> Result<Str
         v04::PUSH_HTTP => {
             match payload_for_store(payload.as_deref(), store_id, |p: &PushPayload| &p.store_id) {
                 Ok(p) => {
+                    let events = p.batch.len();
+                    if let Some(why) =
+                        super::push_too_large(env, Proto::V04Http, events, body.len(), label)
+                    {
+                        let e = v04::SyncError::Unknown { message: why };
+                        return Ok(format!("[{}]", v04::exit_fail(&id, &e)));
+                    }
                     let store = env.hub.store(store_id);
                     env.test_panic(store_id, PanicPoint::BeforeAppend);
                     let result = store.push(&id, p.batch, p.backend_id.0.as_deref(), || {

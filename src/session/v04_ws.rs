@@ -10,9 +10,9 @@
 use std::sync::Arc;
 
 use super::v04_common::{payload_for_store, pull_failed, pull_refused, push_error};
-use super::{push_counted, Env, PanicPoint};
+use super::{push_counted, push_too_large, Env, Pace, PanicPoint};
 use crate::metrics::{Proto, PushRejected};
-use crate::protocol::v04::{self, Incoming, PageInfo, PullPayload, PushPayload};
+use crate::protocol::v04::{self, Incoming, PageInfo, PullPayload, PushPayload, SyncError};
 use crate::storage::StorageError;
 use crate::sync::pull::{Progress, Pull, PullError};
 use crate::sync::sink::{Gone, Msg, Sink};
@@ -23,6 +23,8 @@ pub struct V04WsSession {
     store: Arc<Store>,
     sink: Arc<dyn Sink>,
     pulls: Pulls,
+    /// `PUSHES_PER_SECOND`: an early push waits.
+    pace: Pace,
     /// Dropped last: detaches the socket from the store.
     _attached: Attachment,
 }
@@ -86,6 +88,7 @@ impl V04WsSession {
         store_id: &str,
         sink: Arc<dyn Sink>,
     ) -> Result<V04WsSession, StorageError> {
+        let pace = super::Pace::new(env.pushes_per_second);
         let store = env.hub.store(store_id);
         let attached = store.attach(sink.clone())?;
         Ok(V04WsSession {
@@ -93,6 +96,7 @@ impl V04WsSession {
             store,
             sink,
             pulls: Pulls::default(),
+            pace,
             _attached: attached,
         })
     }
@@ -146,7 +150,7 @@ impl V04WsSession {
                         self.store.id(),
                         |p: &PushPayload| &p.store_id,
                     ) {
-                        Ok(p) => self.push(&id, p),
+                        Ok(p) => self.push(&id, p, text.len()),
                         Err(e) => {
                             self.env
                                 .hub
@@ -249,8 +253,14 @@ impl V04WsSession {
         self.pulls.get_mut(id).is_some_and(|p| p.pull.is_live())
     }
 
-    fn push(&mut self, id: &str, p: PushPayload) {
+    fn push(&mut self, id: &str, p: PushPayload, bytes: usize) {
+        self.pace.wait();
         let sink = &self.sink;
+        if let Some(why) =
+            push_too_large(&self.env, Proto::V04Ws, p.batch.len(), bytes, sink.label())
+        {
+            return self.reply(v04::exit_fail(id, &SyncError::Unknown { message: why }));
+        }
         let (env, store) = (&self.env, self.store.id());
         env.test_panic(store, PanicPoint::BeforeAppend);
         let result = self.store.push(id, p.batch, p.backend_id.0.as_deref(), || {

@@ -6,6 +6,7 @@
 //! - [`urls`]: the sync request paths the clients build;
 //! - [`ws`]: WebSocket clients, tidy and raw;
 //! - [`http`]: a one-request HTTP client;
+//! - [`client_addr`]: sockets from 127.0.0.2 and the like (per-address limits);
 //! - [`frames`]: events and the requests and answers of both protocols;
 //! - [`proxy`]: nginx and Caddy with the committed configurations;
 //! - [`pg_cluster`]: a throwaway PostgreSQL cluster to restart at will;
@@ -15,6 +16,7 @@
 //! Everything else is re-exported, so a test says `use common::*;`.
 #![allow(dead_code, unused_imports)]
 
+pub mod client_addr;
 pub mod db;
 pub mod frames;
 pub mod fs;
@@ -26,6 +28,7 @@ pub mod server;
 pub mod urls;
 pub mod ws;
 
+pub use client_addr::*;
 pub use db::*;
 pub use frames::*;
 pub use fs::*;

@@ -46,6 +46,8 @@ pub struct Ctx {
     pub logins: status::Logins,
     /// Where the events live, for the status page (never a password).
     pub storage_description: String,
+    /// Who may use which store.
+    pub auth: crate::auth::Auth,
 }
 
 impl Ctx {
@@ -81,7 +83,14 @@ impl Ctx {
         let storage_description =
             crate::storage::Backend::choose(config.database_url.as_deref(), &config.data_dir)
                 .map_or_else(|e| e.to_string(), |b| b.describe());
+        // `service::run` refuses to start with bad key settings; a server
+        // built here anyway (tests, embedders) fails closed.
+        let auth = crate::auth::Auth::from_config(&config).unwrap_or_else(|e| {
+            log::error!("token settings not loaded, every sync request is refused: {e}");
+            crate::auth::Auth::refuse_all()
+        });
         Arc::new(Ctx {
+            auth,
             env,
             config,
             watch,

@@ -410,7 +410,10 @@ mod tests {
         let (mut s, sink) = open(&env);
         s.handle_text(&pull("1", false, none()));
         s.handle_text(&push("p1", 151, 2, none()));
-        s.handle_text(&push("p2", 151, 1, none()));
+        // Another client's event 151 (an exact copy would be a re-push, acknowledged).
+        s.handle_text(
+            &push("p2", 151, 1, none()).replace(r#""clientId":"c""#, r#""clientId":"d""#),
+        );
         s.handle_text(&push(
             "p3",
             153,

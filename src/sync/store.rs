@@ -826,8 +826,10 @@ mod tests {
         let _fa = store.follow(a.0.id(), a.clone()).unwrap();
         let _fb = store.follow(b.0.id(), b.clone()).unwrap();
         store.push("p", batch(4, 2), None, || {}).unwrap();
-        // Refused: nothing appended, nothing delivered.
-        assert!(store.push("p", batch(1, 1), None, || {}).is_err());
+        // Refused (another client's event 1): nothing appended, nothing delivered.
+        assert!(store
+            .push("p", vec![ev(1, r#"{"other":1}"#)], None, || {})
+            .is_err());
         assert_eq!(m.events_appended(), 5);
         assert_eq!(m.deliveries(), 2, "one per subscriber of the second push");
         let text = m.render(&Default::default());

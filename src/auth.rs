@@ -74,12 +74,14 @@ impl fmt::Display for Reason {
             Reason::NoExpiry => write!(f, "Invalid auth token: no exp claim"),
             Reason::WrongAudience => write!(f, "Invalid auth token: wrong audience (aud)"),
             Reason::WrongIssuer => write!(f, "Invalid auth token: wrong issuer (iss)"),
-            Reason::NoStoreClaim => write!(
-                f,
-                "Invalid auth token: no stores or store_prefix claim"
-            ),
+            Reason::NoStoreClaim => {
+                write!(f, "Invalid auth token: no stores or store_prefix claim")
+            }
             Reason::StoreNotGranted(store) => {
-                write!(f, "Forbidden: the auth token does not grant store `{store}`")
+                write!(
+                    f,
+                    "Forbidden: the auth token does not grant store `{store}`"
+                )
             }
             Reason::Misconfigured => write!(
                 f,
@@ -144,9 +146,8 @@ impl Auth {
             });
         }
         if let Some(path) = &config.jwt_public_key_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                format!("JWT_PUBLIC_KEY_FILE: cannot read {}: {e}", path.display())
-            })?;
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("JWT_PUBLIC_KEY_FILE: cannot read {}: {e}", path.display()))?;
             keys.push(pem_key(&pem).ok_or_else(|| {
                 format!(
                     "JWT_PUBLIC_KEY_FILE: {} is not an RSA or Ed25519 public key in PEM",
@@ -157,9 +158,8 @@ impl Auth {
         if let Some(path) = &config.jwt_jwks_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("JWT_JWKS_FILE: cannot read {}: {e}", path.display()))?;
-            let set: JwkSet = serde_json::from_str(&text).map_err(|e| {
-                format!("JWT_JWKS_FILE: {} is not a JWK set: {e}", path.display())
-            })?;
+            let set: JwkSet = serde_json::from_str(&text)
+                .map_err(|e| format!("JWT_JWKS_FILE: {} is not a JWK set: {e}", path.display()))?;
             let before = keys.len();
             for jwk in &set.keys {
                 if let Some(k) = jwk_key(jwk) {
@@ -360,7 +360,9 @@ mod tests {
     const SECRET: &str = "test-hs256-secret";
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt").join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/jwt")
+            .join(name)
     }
 
     fn hs(claims: Value) -> String {
@@ -408,13 +410,22 @@ mod tests {
     fn static_tokens_open_every_store() {
         let auth = with(|c| c.auth_token = "one, two".into());
         for t in ["one", "two"] {
-            assert_eq!(auth.check("any", Some(t), NOW), Decision::Allow { expires: None });
+            assert_eq!(
+                auth.check("any", Some(t), NOW),
+                Decision::Allow { expires: None }
+            );
         }
-        assert_eq!(refused(auth.check("any", Some("three"), NOW)), (401, "Invalid auth token".into()));
+        assert_eq!(
+            refused(auth.check("any", Some("three"), NOW)),
+            (401, "Invalid auth token".into())
+        );
         assert_eq!(refused(auth.check("any", Some("one,two"), NOW)).0, 401);
         assert_eq!(
             refused(auth.check("any", None, NOW)),
-            (401, "Invalid auth token: syncPayload.authToken is missing".into())
+            (
+                401,
+                "Invalid auth token: syncPayload.authToken is missing".into()
+            )
         );
         // Without a JWT key, the default token still works (and is warned of).
         let default = with(|_| {});
@@ -428,31 +439,55 @@ mod tests {
     fn with_a_jwt_key_the_default_token_is_off_and_a_set_one_stays() {
         let auth = hs_auth();
         assert!(auth.jwt_enabled());
-        assert_eq!(refused(auth.check("s", Some(DEFAULT_AUTH_TOKEN), NOW)).0, 401);
+        assert_eq!(
+            refused(auth.check("s", Some(DEFAULT_AUTH_TOKEN), NOW)).0,
+            401
+        );
         let both = with(|c| {
             c.jwt_secret = Some(SECRET.into());
             c.auth_token = "backend-token".into();
         });
-        assert!(matches!(both.check("s", Some("backend-token"), NOW), Decision::Allow { .. }));
-        assert!(matches!(both.check("a", Some(&hs(a_store(NOW + 60))), NOW), Decision::Allow { .. }));
+        assert!(matches!(
+            both.check("s", Some("backend-token"), NOW),
+            Decision::Allow { .. }
+        ));
+        assert!(matches!(
+            both.check("a", Some(&hs(a_store(NOW + 60))), NOW),
+            Decision::Allow { .. }
+        ));
     }
 
     #[test]
     fn nothing_to_accept_is_a_start_error() {
-        let mut c = Config::default();
-        c.auth_token = " , ".into();
-        assert!(Auth::from_config(&c).unwrap_err().contains("AUTH_TOKEN is empty"));
+        let c = Config {
+            auth_token: " , ".into(),
+            ..Default::default()
+        };
+        assert!(Auth::from_config(&c)
+            .unwrap_err()
+            .contains("AUTH_TOKEN is empty"));
     }
 
     #[test]
     fn hs256_stores_list() {
         let auth = hs_auth();
         let t = hs(a_store(NOW + 3600));
-        assert_eq!(auth.check("a", Some(&t), NOW), Decision::Allow { expires: Some(NOW + 3600) });
-        assert!(matches!(auth.check("b", Some(&t), NOW), Decision::Allow { .. }));
+        assert_eq!(
+            auth.check("a", Some(&t), NOW),
+            Decision::Allow {
+                expires: Some(NOW + 3600)
+            }
+        );
+        assert!(matches!(
+            auth.check("b", Some(&t), NOW),
+            Decision::Allow { .. }
+        ));
         assert_eq!(
             refused(auth.check("c", Some(&t), NOW)),
-            (403, "Forbidden: the auth token does not grant store `c`".into())
+            (
+                403,
+                "Forbidden: the auth token does not grant store `c`".into()
+            )
         );
         // Exact ids only: no prefix match from the list.
         assert_eq!(refused(auth.check("ab", Some(&t), NOW)).0, 403);
@@ -462,13 +497,22 @@ mod tests {
     fn store_prefix() {
         let auth = hs_auth();
         let t = hs(json!({"store_prefix": "team-1/", "exp": NOW + 60}));
-        assert!(matches!(auth.check("team-1/todos", Some(&t), NOW), Decision::Allow { .. }));
+        assert!(matches!(
+            auth.check("team-1/todos", Some(&t), NOW),
+            Decision::Allow { .. }
+        ));
         assert_eq!(refused(auth.check("team-2/todos", Some(&t), NOW)).0, 403);
         assert_eq!(refused(auth.check("team-1", Some(&t), NOW)).0, 403);
         // Both claims: either grants.
         let t = hs(json!({"stores": ["x"], "store_prefix": "p-", "exp": NOW + 60}));
-        assert!(matches!(auth.check("x", Some(&t), NOW), Decision::Allow { .. }));
-        assert!(matches!(auth.check("p-1", Some(&t), NOW), Decision::Allow { .. }));
+        assert!(matches!(
+            auth.check("x", Some(&t), NOW),
+            Decision::Allow { .. }
+        ));
+        assert!(matches!(
+            auth.check("p-1", Some(&t), NOW),
+            Decision::Allow { .. }
+        ));
         // An empty prefix grants nothing (not everything).
         let t = hs(json!({"store_prefix": "", "exp": NOW + 60}));
         assert_eq!(refused(auth.check("x", Some(&t), NOW)).0, 403);
@@ -479,7 +523,10 @@ mod tests {
         let t = hs(json!({"sub": "u1", "exp": NOW + 60}));
         assert_eq!(
             refused(hs_auth().check("a", Some(&t), NOW)),
-            (403, "Invalid auth token: no stores or store_prefix claim".into())
+            (
+                403,
+                "Invalid auth token: no stores or store_prefix claim".into()
+            )
         );
     }
 
@@ -488,7 +535,10 @@ mod tests {
         let auth = hs_auth();
         let t = hs(a_store(NOW));
         // Within the leeway past exp: still taken; at exp + leeway: not.
-        assert!(matches!(auth.check("a", Some(&t), NOW + LEEWAY_SECS - 1), Decision::Allow { .. }));
+        assert!(matches!(
+            auth.check("a", Some(&t), NOW + LEEWAY_SECS - 1),
+            Decision::Allow { .. }
+        ));
         assert_eq!(
             refused(auth.check("a", Some(&t), NOW + LEEWAY_SECS)),
             (401, "Invalid auth token: expired (exp)".into())
@@ -498,7 +548,10 @@ mod tests {
             refused(auth.check("a", Some(&t), NOW)),
             (401, "Invalid auth token: not valid yet (nbf)".into())
         );
-        assert!(matches!(auth.check("a", Some(&t), NOW + 600 - LEEWAY_SECS), Decision::Allow { .. }));
+        assert!(matches!(
+            auth.check("a", Some(&t), NOW + 600 - LEEWAY_SECS),
+            Decision::Allow { .. }
+        ));
         let t = hs(json!({"stores": ["a"]}));
         assert_eq!(
             refused(auth.check("a", Some(&t), NOW)),
@@ -512,22 +565,32 @@ mod tests {
         let other = hs_with("another-secret", a_store(NOW + 60));
         assert_eq!(
             refused(auth.check("a", Some(&other), NOW)),
-            (401, "Invalid auth token: bad signature or unknown key".into())
+            (
+                401,
+                "Invalid auth token: bad signature or unknown key".into()
+            )
         );
         // A changed payload under the old signature.
         let good = hs(a_store(NOW + 60));
         let parts: Vec<&str> = good.split('.').collect();
         let forged_claims = hs(json!({"store_prefix": "x", "exp": NOW + 60}));
-        let forged = format!("{}.{}.{}", parts[0], forged_claims.split('.').nth(1).unwrap(), parts[2]);
-        assert_eq!(refused(auth.check("a", Some(&forged), NOW)).0, 401);
-        assert_eq!(refused(auth.check("a", Some("a.b.c"), NOW)), (401, "Invalid auth token".into()));
-        assert_eq!(refused(auth.check("a", Some("not-a-jwt"), NOW)), (401, "Invalid auth token".into()));
-        // `alg: none` is never taken.
-        let none = format!(
-            "{}.{}.",
-            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0",
-            parts[1]
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            forged_claims.split('.').nth(1).unwrap(),
+            parts[2]
         );
+        assert_eq!(refused(auth.check("a", Some(&forged), NOW)).0, 401);
+        assert_eq!(
+            refused(auth.check("a", Some("a.b.c"), NOW)),
+            (401, "Invalid auth token".into())
+        );
+        assert_eq!(
+            refused(auth.check("a", Some("not-a-jwt"), NOW)),
+            (401, "Invalid auth token".into())
+        );
+        // `alg: none` is never taken.
+        let none = format!("{}.{}.", "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0", parts[1]);
         assert_eq!(refused(auth.check("a", Some(&none), NOW)).0, 401);
     }
 
@@ -535,36 +598,81 @@ mod tests {
     fn rs256_and_eddsa_from_pem() {
         let rsa = with(|c| c.jwt_public_key_file = Some(fixture("rsa-public.pem")));
         let t = signed(Algorithm::RS256, "rsa-private.pem", None, a_store(NOW + 60));
-        assert!(matches!(rsa.check("a", Some(&t), NOW), Decision::Allow { .. }));
+        assert!(matches!(
+            rsa.check("a", Some(&t), NOW),
+            Decision::Allow { .. }
+        ));
         assert_eq!(refused(rsa.check("c", Some(&t), NOW)).0, 403);
         // Key confusion: an HS256 token "signed" with the public key's PEM.
         let pem = std::fs::read_to_string(fixture("rsa-public.pem")).unwrap();
         let confused = hs_with(&pem, a_store(NOW + 60));
         assert_eq!(refused(rsa.check("a", Some(&confused), NOW)).0, 401);
         // Another key's signature.
-        let ed_signed = signed(Algorithm::EdDSA, "ed25519-private.pem", None, a_store(NOW + 60));
+        let ed_signed = signed(
+            Algorithm::EdDSA,
+            "ed25519-private.pem",
+            None,
+            a_store(NOW + 60),
+        );
         assert_eq!(refused(rsa.check("a", Some(&ed_signed), NOW)).0, 401);
 
         let ed = with(|c| c.jwt_public_key_file = Some(fixture("ed25519-public.pem")));
-        assert!(matches!(ed.check("a", Some(&ed_signed), NOW), Decision::Allow { .. }));
+        assert!(matches!(
+            ed.check("a", Some(&ed_signed), NOW),
+            Decision::Allow { .. }
+        ));
         assert_eq!(refused(ed.check("a", Some(&t), NOW)).0, 401);
-        let expired = signed(Algorithm::EdDSA, "ed25519-private.pem", None, a_store(NOW - 3600));
-        assert_eq!(refused(ed.check("a", Some(&expired), NOW)).1, "Invalid auth token: expired (exp)");
+        let expired = signed(
+            Algorithm::EdDSA,
+            "ed25519-private.pem",
+            None,
+            a_store(NOW - 3600),
+        );
+        assert_eq!(
+            refused(ed.check("a", Some(&expired), NOW)).1,
+            "Invalid auth token: expired (exp)"
+        );
     }
 
     #[test]
     fn jwks_by_kid() {
         let auth = with(|c| c.jwt_jwks_file = Some(fixture("jwks.json")));
-        let rsa = signed(Algorithm::RS256, "rsa-private.pem", Some("rsa-1"), a_store(NOW + 60));
-        let ed = signed(Algorithm::EdDSA, "ed25519-private.pem", Some("ed-1"), a_store(NOW + 60));
-        let no_kid = signed(Algorithm::EdDSA, "ed25519-private.pem", None, a_store(NOW + 60));
+        let rsa = signed(
+            Algorithm::RS256,
+            "rsa-private.pem",
+            Some("rsa-1"),
+            a_store(NOW + 60),
+        );
+        let ed = signed(
+            Algorithm::EdDSA,
+            "ed25519-private.pem",
+            Some("ed-1"),
+            a_store(NOW + 60),
+        );
+        let no_kid = signed(
+            Algorithm::EdDSA,
+            "ed25519-private.pem",
+            None,
+            a_store(NOW + 60),
+        );
         for t in [&rsa, &ed, &no_kid] {
-            assert!(matches!(auth.check("a", Some(t), NOW), Decision::Allow { .. }));
+            assert!(matches!(
+                auth.check("a", Some(t), NOW),
+                Decision::Allow { .. }
+            ));
         }
-        let wrong_kid = signed(Algorithm::EdDSA, "ed25519-private.pem", Some("rsa-1"), a_store(NOW + 60));
+        let wrong_kid = signed(
+            Algorithm::EdDSA,
+            "ed25519-private.pem",
+            Some("rsa-1"),
+            a_store(NOW + 60),
+        );
         assert_eq!(refused(auth.check("a", Some(&wrong_kid), NOW)).0, 401);
         // HS256 is not taken when only public keys are set.
-        assert_eq!(refused(auth.check("a", Some(&hs(a_store(NOW + 60))), NOW)).0, 401);
+        assert_eq!(
+            refused(auth.check("a", Some(&hs(a_store(NOW + 60))), NOW)).0,
+            401
+        );
     }
 
     #[test]
@@ -574,24 +682,46 @@ mod tests {
             c.jwt_audience = Some("sync".into());
             c.jwt_issuer = Some("https://id.example".into());
         });
-        let ok = json!({"stores": ["a"], "exp": NOW + 60, "aud": "sync", "iss": "https://id.example"});
-        assert!(matches!(auth.check("a", Some(&hs(ok)), NOW), Decision::Allow { .. }));
-        let t = hs(json!({"stores": ["a"], "exp": NOW + 60, "aud": "other", "iss": "https://id.example"}));
-        assert_eq!(refused(auth.check("a", Some(&t), NOW)).1, "Invalid auth token: wrong audience (aud)");
+        let ok =
+            json!({"stores": ["a"], "exp": NOW + 60, "aud": "sync", "iss": "https://id.example"});
+        assert!(matches!(
+            auth.check("a", Some(&hs(ok)), NOW),
+            Decision::Allow { .. }
+        ));
+        let t = hs(
+            json!({"stores": ["a"], "exp": NOW + 60, "aud": "other", "iss": "https://id.example"}),
+        );
+        assert_eq!(
+            refused(auth.check("a", Some(&t), NOW)).1,
+            "Invalid auth token: wrong audience (aud)"
+        );
         let t = hs(json!({"stores": ["a"], "exp": NOW + 60, "iss": "https://id.example"}));
-        assert_eq!(refused(auth.check("a", Some(&t), NOW)).1, "Invalid auth token: wrong audience (aud)");
+        assert_eq!(
+            refused(auth.check("a", Some(&t), NOW)).1,
+            "Invalid auth token: wrong audience (aud)"
+        );
         let t = hs(json!({"stores": ["a"], "exp": NOW + 60, "aud": "sync", "iss": "evil"}));
-        assert_eq!(refused(auth.check("a", Some(&t), NOW)).1, "Invalid auth token: wrong issuer (iss)");
+        assert_eq!(
+            refused(auth.check("a", Some(&t), NOW)).1,
+            "Invalid auth token: wrong issuer (iss)"
+        );
         // Without JWT_AUDIENCE, a token meant for another audience is refused.
         let t = hs(json!({"stores": ["a"], "exp": NOW + 60, "aud": "sync"}));
-        assert_eq!(refused(hs_auth().check("a", Some(&t), NOW)).1, "Invalid auth token: wrong audience (aud)");
+        assert_eq!(
+            refused(hs_auth().check("a", Some(&t), NOW)).1,
+            "Invalid auth token: wrong audience (aud)"
+        );
     }
 
     #[test]
     fn bad_key_settings_are_start_errors_and_fail_closed() {
-        let mut c = Config::default();
-        c.jwt_public_key_file = Some(fixture("jwks.json"));
-        assert!(Auth::from_config(&c).unwrap_err().starts_with("JWT_PUBLIC_KEY_FILE:"));
+        let mut c = Config {
+            jwt_public_key_file: Some(fixture("jwks.json")),
+            ..Default::default()
+        };
+        assert!(Auth::from_config(&c)
+            .unwrap_err()
+            .starts_with("JWT_PUBLIC_KEY_FILE:"));
         c.jwt_public_key_file = Some(fixture("missing.pem"));
         assert!(Auth::from_config(&c).unwrap_err().contains("cannot read"));
         c.jwt_public_key_file = None;

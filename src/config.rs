@@ -573,7 +573,10 @@ impl Config {
     pub fn default_secrets_in_use(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         // With a JWT key set, the default static token is not accepted.
-        let default_token = self.auth_token.split(',').any(|t| t.trim() == DEFAULT_AUTH_TOKEN);
+        let default_token = self
+            .auth_token
+            .split(',')
+            .any(|t| t.trim() == DEFAULT_AUTH_TOKEN);
         if default_token && !self.jwt_configured() {
             out.push("AUTH_TOKEN");
         }
@@ -708,6 +711,28 @@ mod tests {
     }
 
     #[test]
+    fn jwt_settings_and_the_default_token_warning() {
+        let c = run(&[("JWT_SECRET", "s"), ("JWT_AUDIENCE", " ")], &[]).unwrap();
+        assert_eq!(c.jwt_secret.as_deref(), Some("s"));
+        assert_eq!(c.jwt_audience, None, "blank is unset");
+        assert!(c.jwt_configured());
+        // The default token is refused with a JWT key set: no warning for it.
+        assert_eq!(c.default_secrets_in_use(), vec!["ADMIN_SECRET"]);
+        let c = run(
+            &[],
+            &["--jwt-jwks-file", "/k.json", "--jwt-issuer=https://i"],
+        )
+        .unwrap();
+        assert_eq!(c.jwt_jwks_file, Some("/k.json".into()));
+        assert_eq!(c.jwt_issuer.as_deref(), Some("https://i"));
+        let c = run(&[("JWT_SECRET", "")], &[]).unwrap();
+        assert!(!c.jwt_configured());
+        // A list holding the default still warns.
+        let c = run(&[("AUTH_TOKEN", "a,insecure-token-change-me")], &[]).unwrap();
+        assert!(c.default_secrets_in_use().contains(&"AUTH_TOKEN"));
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         assert!(run(&[("PORT", "eighty")], &[]).is_err());
         assert!(run(&[], &["--nope"]).is_err());
@@ -726,6 +751,11 @@ mod tests {
             ),
             ("--data-dir", "DATA_DIR", "$STATE_DIRECTORY, else ./data"),
             ("--auth-token", "AUTH_TOKEN", "insecure-token-change-me"),
+            ("--jwt-secret", "JWT_SECRET", "(unset)"),
+            ("--jwt-public-key-file", "JWT_PUBLIC_KEY_FILE", "(unset)"),
+            ("--jwt-jwks-file", "JWT_JWKS_FILE", "(unset)"),
+            ("--jwt-audience", "JWT_AUDIENCE", "(unset: aud not allowed)"),
+            ("--jwt-issuer", "JWT_ISSUER", "(unset: any)"),
             ("--admin-secret", "ADMIN_SECRET", "change-me-admin-secret"),
             ("--host", "HOST", "0.0.0.0"),
             ("--port", "PORT", "8000"),

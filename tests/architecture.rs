@@ -33,7 +33,10 @@ const ROOMS: &[(&str, &[&str])] = &[
             "logfmt", "metrics", "auth",
         ],
     ),
-    ("service", &["server", "storage", "config", "logger", "auth"]),
+    (
+        "service",
+        &["server", "storage", "config", "logger", "auth"],
+    ),
     // The operator's commands: storage and files, never the server or the core.
     ("cli", &["archive", "storage", "model", "config", "timefmt"]),
 ];

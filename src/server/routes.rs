@@ -8,9 +8,9 @@
 use super::http::{Request, Response};
 use super::live::Live;
 use super::Ctx;
+use crate::auth::Decision;
 use crate::logfmt;
 use crate::metrics::{ConnGuard, ConnKind, Proto, Refusal};
-use crate::auth::Decision;
 use crate::protocol::query::{self, Route, SyncParams};
 use crate::session::v04_http;
 

@@ -292,3 +292,42 @@ fn bad_key_settings_stop_the_start() {
         "{err}"
     );
 }
+
+#[test]
+fn an_open_websocket_is_closed_once_its_token_expired() {
+    let _w = watchdog("jwt_expiry_close", Duration::from_secs(120));
+    let dir = TempDir::new("jwt_expiry");
+    let server = ServerProcess::start(&dir.db_url(), &["--jwt-secret", SECRET]);
+    for (t, p) in [
+        (Transport::V04Ws, "/?storeId=e&transport=ws"),
+        (Transport::V03, "/websocket?storeId=e"),
+    ] {
+        // Valid for about 2 s more: 60 s of leeway past `exp`.
+        let short = hs256(json!({"stores": ["e"], "exp": now() + 2 - 60}));
+        let mut ws = Ws::connect(
+            server.addr,
+            &format!("{p}&payload={}", payload_param(&short)),
+        );
+        let ping = match t {
+            Transport::V03 => r#"{"_tag":"WSMessage.Ping","requestId":"ping"}"#,
+            _ => r#"{"_tag":"Ping"}"#,
+        };
+        // Ping until the server closes (the watchdog bounds the wait).
+        let code = 'outer: loop {
+            ws.send_text(ping);
+            loop {
+                match ws.ws.read() {
+                    Ok(tungstenite::Message::Text(_)) => break,
+                    Ok(tungstenite::Message::Close(f)) => {
+                        break 'outer f.map(|f| (u16::from(f.code), f.reason.to_string()))
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("{t:?}: the socket ended without a close frame: {e}"),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        assert_eq!(code, Some((1008, "token expired".to_string())), "{t:?}");
+    }
+    server.wait_for_log("reason=\"token expired\"", Duration::from_secs(10));
+}

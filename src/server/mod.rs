@@ -487,7 +487,11 @@ fn serve_http(
                     return "not kept alive";
                 }
             }
-            Action::Upgrade { params, key } => {
+            Action::Upgrade {
+                params,
+                key,
+                expires,
+            } => {
                 // Only what the socket needs lives on: the read-ahead buffer
                 // (4 KiB), the request and the sync payload would otherwise
                 // stay allocated for the socket's whole life.
@@ -499,6 +503,7 @@ fn serve_http(
                     store_id: &store_id,
                     key: &key,
                     leftover,
+                    expires,
                 };
                 ws::serve(ctx, stream.clone(), upgrade, peer, shutdown, live, kind);
                 return "upgraded to WebSocket";

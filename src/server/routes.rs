@@ -21,6 +21,8 @@ pub enum Action {
     Upgrade {
         params: SyncParams,
         key: String,
+        /// The token's `exp`, for a signed token.
+        expires: Option<u64>,
     },
 }
 
@@ -72,17 +74,26 @@ fn sync_request(
     // A header set by a proxy or a header-setting client wins over the
     // payload.
     let token = super::admin::bearer(req).or(params.auth_token());
-    if let Decision::Refuse(r) = ctx.auth.check(&params.store_id, token, unix_now()) {
-        return refuse(
-            Refusal::BadAuthToken,
-            &params.store_id,
-            r.status,
-            r.reason.to_string(),
-        );
-    }
+    let expires = match ctx.auth.check(&params.store_id, token, unix_now()) {
+        Decision::Allow { expires } => expires,
+        Decision::Refuse(r) => {
+            return refuse(
+                Refusal::BadAuthToken,
+                &params.store_id,
+                r.status,
+                r.reason.to_string(),
+            )
+        }
+    };
     let response = match route {
         Route::V03 | Route::V04Ws => match websocket_key(req) {
-            Some(key) => return Action::Upgrade { params, key },
+            Some(key) => {
+                return Action::Upgrade {
+                    params,
+                    key,
+                    expires,
+                }
+            }
             None => {
                 ctx.metrics().refused(Refusal::NotWebsocket, peer);
                 Response::text(
@@ -111,7 +122,8 @@ fn sync_request(
     Action::Respond(with_cors(ctx, req, response))
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch, as tokens count time.
+pub(super) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -49,17 +49,28 @@ pub struct Refused {
 /// Why a token is refused; `Display` is the body the client sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
+    /// No token in the payload or the header: the app must send one.
     Missing,
+    /// Not a static token, not a JWT: the app sends the wrong value.
     Invalid,
+    /// A JWT no configured key signed: the issuer's key and ours differ.
     BadSignature,
+    /// Past `exp` (and the leeway): the app needs a new token.
     Expired,
+    /// Before `nbf` (and the leeway): the clocks of issuer and server differ.
     NotYetValid,
+    /// A JWT without `exp`: the issuer must set one.
     NoExpiry,
+    /// `aud` does not match `JWT_AUDIENCE`: token or setting to fix.
     WrongAudience,
+    /// `iss` does not match `JWT_ISSUER`: token or setting to fix.
     WrongIssuer,
+    /// A valid JWT granting no store: the issuer must add `stores` or `store_prefix`.
     NoStoreClaim,
+    /// A valid JWT for other stores: the app needs a token for this one.
     StoreNotGranted(String),
-    /// The server's own key settings could not be loaded (logged at start).
+    /// The server's own key settings could not be loaded (logged at start):
+    /// the operator fixes the setting; clients can only retry later.
     Misconfigured,
 }
 

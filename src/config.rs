@@ -25,8 +25,20 @@ pub struct Config {
     /// is unset; created if missing. Default `$STATE_DIRECTORY` (systemd's
     /// `StateDirectory=`), else `./data`.
     pub data_dir: std::path::PathBuf,
-    /// Clients must send `payload.authToken` equal to this.
+    /// Static tokens (one, or a comma-separated list), each opening every
+    /// store: clients send one as `syncPayload.authToken` or `Authorization:
+    /// Bearer`. With a JWT key set, the default value is not accepted.
     pub auth_token: String,
+    /// HS256 secret of signed tokens (JWT); see `auth.rs` for the claims.
+    pub jwt_secret: Option<String>,
+    /// PEM public key (RSA: RS256, Ed25519: EdDSA) of signed tokens.
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+    /// JWK set (RSA and Ed25519 keys, matched by `kid`) of signed tokens.
+    pub jwt_jwks_file: Option<std::path::PathBuf>,
+    /// When set, a signed token's `aud` must hold it.
+    pub jwt_audience: Option<String>,
+    /// When set, a signed token's `iss` must equal it.
+    pub jwt_issuer: Option<String>,
     /// Admin messages (0.3 `AdminInfoReq`, `AdminResetRoomReq`) must carry this.
     pub admin_secret: String,
     /// Address to listen on.
@@ -204,6 +216,11 @@ impl Default for Config {
             database_url: None,
             data_dir: DEFAULT_DATA_DIR.into(),
             auth_token: DEFAULT_AUTH_TOKEN.to_string(),
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_jwks_file: None,
+            jwt_audience: None,
+            jwt_issuer: None,
             admin_secret: DEFAULT_ADMIN_SECRET.to_string(),
             host: "0.0.0.0".to_string(),
             port: 8000,
@@ -269,9 +286,59 @@ fn settings() -> Vec<Setting> {
             "AUTH_TOKEN",
             "--auth-token",
             d.auth_token,
-            "token clients must send as syncPayload.authToken",
+            "static token(s), comma-separated, each opening every store (syncPayload.authToken or Authorization: Bearer)",
             |c, v| {
                 c.auth_token = v.to_string();
+                Ok(())
+            }
+        ),
+        s!(
+            "JWT_SECRET",
+            "--jwt-secret",
+            "(unset)",
+            "HS256 secret of signed tokens (JWT) naming the stores they grant",
+            |c, v| {
+                c.jwt_secret = Some(v.to_string()).filter(|v| !v.is_empty());
+                Ok(())
+            }
+        ),
+        s!(
+            "JWT_PUBLIC_KEY_FILE",
+            "--jwt-public-key-file",
+            "(unset)",
+            "PEM public key of signed tokens: RSA (RS256) or Ed25519 (EdDSA)",
+            |c, v| {
+                c.jwt_public_key_file = Some(v.trim()).filter(|v| !v.is_empty()).map(Into::into);
+                Ok(())
+            }
+        ),
+        s!(
+            "JWT_JWKS_FILE",
+            "--jwt-jwks-file",
+            "(unset)",
+            "JWK set file of signed tokens' public keys (RS256, EdDSA; by kid)",
+            |c, v| {
+                c.jwt_jwks_file = Some(v.trim()).filter(|v| !v.is_empty()).map(Into::into);
+                Ok(())
+            }
+        ),
+        s!(
+            "JWT_AUDIENCE",
+            "--jwt-audience",
+            "(unset: aud not allowed)",
+            "a signed token's aud must hold this",
+            |c, v| {
+                c.jwt_audience = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+                Ok(())
+            }
+        ),
+        s!(
+            "JWT_ISSUER",
+            "--jwt-issuer",
+            "(unset: any)",
+            "a signed token's iss must equal this",
+            |c, v| {
+                c.jwt_issuer = Some(v.trim().to_string()).filter(|v| !v.is_empty());
                 Ok(())
             }
         ),
@@ -576,10 +643,22 @@ impl Config {
         Ok(Cli::Run(Box::new(config)))
     }
 
+    /// Whether a JWT key is set (signed tokens are accepted).
+    pub fn jwt_configured(&self) -> bool {
+        self.jwt_secret.is_some()
+            || self.jwt_public_key_file.is_some()
+            || self.jwt_jwks_file.is_some()
+    }
+
     /// The settings that still hold a well-known default secret.
     pub fn default_secrets_in_use(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
-        if self.auth_token == DEFAULT_AUTH_TOKEN {
+        // With a JWT key set, the default static token is not accepted.
+        let default_token = self
+            .auth_token
+            .split(',')
+            .any(|t| t.trim() == DEFAULT_AUTH_TOKEN);
+        if default_token && !self.jwt_configured() {
             out.push("AUTH_TOKEN");
         }
         if self.admin_secret == DEFAULT_ADMIN_SECRET {
@@ -713,6 +792,28 @@ mod tests {
     }
 
     #[test]
+    fn jwt_settings_and_the_default_token_warning() {
+        let c = run(&[("JWT_SECRET", "s"), ("JWT_AUDIENCE", " ")], &[]).unwrap();
+        assert_eq!(c.jwt_secret.as_deref(), Some("s"));
+        assert_eq!(c.jwt_audience, None, "blank is unset");
+        assert!(c.jwt_configured());
+        // The default token is refused with a JWT key set: no warning for it.
+        assert_eq!(c.default_secrets_in_use(), vec!["ADMIN_SECRET"]);
+        let c = run(
+            &[],
+            &["--jwt-jwks-file", "/k.json", "--jwt-issuer=https://i"],
+        )
+        .unwrap();
+        assert_eq!(c.jwt_jwks_file, Some("/k.json".into()));
+        assert_eq!(c.jwt_issuer.as_deref(), Some("https://i"));
+        let c = run(&[("JWT_SECRET", "")], &[]).unwrap();
+        assert!(!c.jwt_configured());
+        // A list holding the default still warns.
+        let c = run(&[("AUTH_TOKEN", "a,insecure-token-change-me")], &[]).unwrap();
+        assert!(c.default_secrets_in_use().contains(&"AUTH_TOKEN"));
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         assert!(run(&[("PORT", "eighty")], &[]).is_err());
         assert!(run(&[], &["--nope"]).is_err());
@@ -731,6 +832,11 @@ mod tests {
             ),
             ("--data-dir", "DATA_DIR", "$STATE_DIRECTORY, else ./data"),
             ("--auth-token", "AUTH_TOKEN", "insecure-token-change-me"),
+            ("--jwt-secret", "JWT_SECRET", "(unset)"),
+            ("--jwt-public-key-file", "JWT_PUBLIC_KEY_FILE", "(unset)"),
+            ("--jwt-jwks-file", "JWT_JWKS_FILE", "(unset)"),
+            ("--jwt-audience", "JWT_AUDIENCE", "(unset: aud not allowed)"),
+            ("--jwt-issuer", "JWT_ISSUER", "(unset: any)"),
             ("--admin-secret", "ADMIN_SECRET", "change-me-admin-secret"),
             ("--host", "HOST", "0.0.0.0"),
             ("--port", "PORT", "8000"),

@@ -10,10 +10,11 @@
 //!
 //! | module | what it does | may use | does I/O? |
 //! |---|---|---|---|
-//! | [`service`] | start-up in order, systemd notify and socket activation, start-up errors with hints | server, storage, config, logger | sockets, environment |
+//! | [`service`] | start-up in order, systemd notify and socket activation, start-up errors with hints | server, storage, config, logger, auth | sockets, environment |
 //! | [`server`] | accept loop, HTTP/1.1, WebSocket reader/writer threads, the socket queue, shutdown | everything below | sockets |
 //! | [`session`] | one connection's protocol state: decoded request → store → encoded answers | protocol, sync, storage, model, metrics | no (through a `Sink`) |
 //! | [`protocol`] | wire codecs: query string, 0.3 messages, 0.4 Effect-RPC envelopes, JSON writers, server WebSocket frames | model | no |
+//! | [`auth`] | who may use which store: static tokens, signed tokens (JWT) and their claims | config, protocol | reads the key files once at start |
 //! | [`sync`] | the core: stores, push/pull rules, subscriptions, the `Sink` a socket offers | storage, model, metrics | through `Storage` |
 //! | [`storage`] | the `Storage` interface, its SQLite and PostgreSQL implementations | model | database |
 //! | [`archive`] | export files: LiveStore's `sync export` document and our NDJSON, written and read | model, timefmt | through the `Read`/`Write` it is given |
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod logfmt;

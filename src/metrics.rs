@@ -119,7 +119,7 @@ pub enum Refusal {
     BadHttpRequest,
     /// A sync request with bad parameters or body: `400`/`405`.
     BadSyncRequest,
-    /// A sync request without the right `authToken`: `400`.
+    /// A sync request without a token that grants its store: `401` or `403`.
     BadAuthToken,
     /// A sync URL without a WebSocket upgrade: `426`.
     NotWebsocket,

@@ -20,6 +20,8 @@ const ROOMS: &[(&str, &[&str])] = &[
     ("archive", &["model", "timefmt"]),
     ("protocol", &["model", "timefmt"]),
     ("sync", &["model", "storage", "timefmt", "metrics"]),
+    // Who may use which store: tokens and keys from the settings.
+    ("auth", &["config", "protocol"]),
     (
         "session",
         &["protocol", "sync", "storage", "model", "logfmt", "metrics"],
@@ -28,10 +30,13 @@ const ROOMS: &[(&str, &[&str])] = &[
         "server",
         &[
             "session", "protocol", "sync", "storage", "archive", "model", "config", "timefmt",
-            "logfmt", "metrics",
+            "logfmt", "metrics", "auth",
         ],
     ),
-    ("service", &["server", "storage", "config", "logger"]),
+    (
+        "service",
+        &["server", "storage", "config", "logger", "auth"],
+    ),
     // The operator's commands: storage and files, never the server or the core.
     ("cli", &["archive", "storage", "model", "config", "timefmt"]),
 ];

@@ -41,11 +41,11 @@ fn info_health_and_not_found() {
 }
 
 #[test]
-fn bad_sync_params_get_400_with_a_readable_body() {
+fn bad_sync_params_get_400_and_bad_tokens_401_with_a_readable_body() {
     let _w = watchdog("bad_params", Duration::from_secs(30));
     let srv = TestServer::start("routes_400");
     let good = payload_param(TOKEN);
-    let cases: Vec<(String, &str)> = vec![
+    let token_cases: Vec<(String, &str)> = vec![
         (v03_path("s", "wrong"), "Invalid auth token"),
         (v04_path("s", "wrong", "ws"), "Invalid auth token"),
         (v04_path("s", "wrong", "http"), "Invalid auth token"),
@@ -53,6 +53,13 @@ fn bad_sync_params_get_400_with_a_readable_body() {
             "/websocket?storeId=s".to_string(),
             "Invalid auth token: syncPayload.authToken is missing",
         ),
+    ];
+    for (path, expected) in &token_cases {
+        let (status, headers, body) = http(srv.addr, "GET", path, &[], "");
+        assert_eq!((status, body.as_str()), (401, *expected), "{path}");
+        assert!(is_plain_text(&headers), "{path}: {headers:?}");
+    }
+    let cases: Vec<(String, &str)> = vec![
         (
             format!("/websocket?payload={good}"),
             "Invalid search params: storeId is required",
@@ -106,7 +113,7 @@ fn bad_sync_params_get_400_with_a_readable_body() {
         &[("Content-Type", "application/json")],
         r#"{"_tag":"Request","id":"0","tag":"SyncHttpRpc.Ping","payload":{"storeId":"s"},"headers":[]}"#,
     );
-    assert_eq!((status, body.as_str()), (400, "Invalid auth token"));
+    assert_eq!((status, body.as_str()), (401, "Invalid auth token"));
     // Nothing was created for any refused request.
     assert_eq!(srv.db.count("SELECT count(*) FROM stores"), 0);
 }
@@ -140,22 +147,23 @@ fn http_transport_refuses_get_with_405() {
 }
 
 #[test]
-fn refused_websocket_handshake_is_an_http_400_never_a_101() {
+fn refused_websocket_handshake_is_an_http_error_never_a_101() {
     let _w = watchdog("refused_handshake", Duration::from_secs(30));
     let srv = TestServer::start("routes_refused");
     let cases = [
-        (v03_path("s", "wrong"), "Invalid auth token"),
-        (v04_path("s", "wrong", "ws"), "Invalid auth token"),
+        (v03_path("s", "wrong"), 401, "Invalid auth token"),
+        (v04_path("s", "wrong", "ws"), 401, "Invalid auth token"),
         (
             format!("/?payload={}&transport=ws", payload_param(TOKEN)),
+            400,
             "Invalid search params: storeId is required",
         ),
     ];
-    for (path, expected) in cases {
+    for (path, code, expected) in cases {
         match Ws::try_connect(srv.addr, &path) {
             Ok(_) => panic!("{path}: the upgrade was accepted"),
             Err(tungstenite::Error::Http(resp)) => {
-                assert_eq!(resp.status().as_u16(), 400, "{path}");
+                assert_eq!(resp.status().as_u16(), code, "{path}");
                 let body = resp
                     .body()
                     .as_ref()

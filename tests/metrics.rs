@@ -154,7 +154,7 @@ fn traffic(srv: &ServerProcess, store: &str) -> (Ws, Ws) {
     assert_eq!(status, 200, "{body}");
     // Refused: a wrong auth token.
     let (status, _, _) = http(srv.addr, "GET", &v04_path(store, "wrong", "ws"), &[], "");
-    assert_eq!(status, 400);
+    assert_eq!(status, 401);
     (a, b)
 }
 

@@ -8,7 +8,7 @@
 //!   them), converge over `wss://` (0.3.1 and 0.4.0 WebSocket writers
 //!   racing) and `https://` (a 0.4.0 HTTP reader);
 //! - a wrong auth token is refused at the upgrade through the proxy: Node's
-//!   TLS client gets the server's `400` and its text, not a `502`, while
+//!   TLS client gets the server's `401` and its text, not a `502`, while
 //!   the same request with the right token gets `101`;
 //! - `/health` answers over the verified TLS connection, and nginx's
 //!   plain-HTTP server redirects to `https://`;
@@ -140,7 +140,7 @@ fn clients_converge_over_tls(kind: ProxyKind) {
 
     let store = format!("tls-{}-{}", kind.name(), std::process::id());
     // The refusal reaches the client through the proxy; the right token,
-    // through the same proxy, is upgraded (so the 400 is the token's).
+    // through the same proxy, is upgraded (so the 401 is the token's).
     for (name, path) in [
         ("0.3", v03_path(&store, E2E_WRONG_TOKEN)),
         ("0.4", v04_path(&store, E2E_WRONG_TOKEN, "ws")),
@@ -148,7 +148,7 @@ fn clients_converge_over_tls(kind: ProxyKind) {
         let got = upgrade(&d, &path);
         assert_eq!(
             (&got["status"], &got["body"]),
-            (&Value::from(400), &Value::from("Invalid auth token")),
+            (&Value::from(401), &Value::from("Invalid auth token")),
             "{name} upgrade with a wrong token through {}: {got}\n{}",
             kind.name(),
             d.context()

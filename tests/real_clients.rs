@@ -68,9 +68,9 @@ fn assert_not_synced(r: &ClientResult, server: &ServerProcess) {
 }
 
 /// The server must have logged the refused attempts. What this relies on: at least one log line
-/// holding the number 400 as a separate token (e.g. `... 400 ...`, `status=400`, `(400)`) and the
+/// holding the number 401 as a separate token (e.g. `... 401 ...`, `status=401`, `(401)`) and the
 /// words `auth token` (the refusal reason), and every such line naming the store
-/// (`refused GET /websocket store="…" peer=…: 400 Invalid auth token`). Every test has its own
+/// (`refused request store="…" peer=… … status=401 reason="Invalid auth token"`). Every test has its own
 /// server, and only the wrong-token clients are refused, so this cannot match someone else's refusal.
 fn assert_refusals_logged(server: &ServerProcess, store_id: &str) -> (usize, usize) {
     let log = server_log(server);
@@ -78,13 +78,13 @@ fn assert_refusals_logged(server: &ServerProcess, store_id: &str) -> (usize, usi
         .iter()
         .filter(|l| {
             l.split(|c: char| !c.is_ascii_digit())
-                .any(|tok| tok == "400")
+                .any(|tok| tok == "401")
                 && l.to_ascii_lowercase().contains("auth token")
         })
         .collect();
     assert!(
         !refused.is_empty(),
-        "the server did not log a refused (HTTP 400, auth token) request for store `{store_id}`\n{}",
+        "the server did not log a refused (HTTP 401, auth token) request for store `{store_id}`\n{}",
         server_ctx(server)
     );
     let naming_store = refused
@@ -245,7 +245,7 @@ fn run_scenario(sc: Scenario, backend: Backend) {
     if !sc.wrong_token.is_empty() {
         let (n, naming_store) = assert_refusals_logged(&server, &store_id);
         eprintln!(
-            "[{}] server logged {n} refused (400, auth token) requests; {naming_store} of them name the store",
+            "[{}] server logged {n} refused (401, auth token) requests; {naming_store} of them name the store",
             sc.tag
         );
     }

@@ -170,7 +170,7 @@ fn the_page_escapes_store_ids_and_lists_refusals_without_the_token() {
         &[],
         "",
     );
-    assert_eq!(status, 400);
+    assert_eq!(status, 401);
 
     let auth = bearer();
     let (_, _, body) = status_with(&srv, &[("Authorization", &auth)]);

@@ -364,7 +364,7 @@ fn the_hardened_units_run_the_server_under_systemd() {
     let (code, _, body) = http(addr, "GET", "/health", &[], "");
     assert_eq!(code, 200, "{body}");
     let (code, _, _) = http(addr, "GET", &v03_path("live", "not-the-token"), &[], "");
-    assert_eq!(code, 400);
+    assert_eq!(code, 401);
 
     // journald: our priorities, journald's timestamps.
     sd.wait_until("the refusal in the journal", || {

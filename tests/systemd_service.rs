@@ -294,7 +294,7 @@ fn journal_run(matching: bool) -> Vec<String> {
         &[],
         "",
     );
-    assert_eq!(status, 400);
+    assert_eq!(status, 401);
     log.wait_for("refused request");
     srv.sigterm();
     assert!(srv.wait_exit().success(), "{}", log.text());
@@ -312,7 +312,7 @@ fn journal_run(matching: bool) -> Vec<String> {
     assert!(
         refused.contains("refused request store=\"journal store\" peer=127.0.0.1:")
             && refused.contains(
-                " protocol=0.3 method=GET path=/websocket status=400 reason=\"Invalid auth token\""
+                " protocol=0.3 method=GET path=/websocket status=401 reason=\"Invalid auth token\""
             ),
         "{refused}"
     );

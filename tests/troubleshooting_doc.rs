@@ -18,7 +18,7 @@
 //! | `.close(`, `close_all_with(` | a WebSocket close frame's reason |
 //! | `.kill(`, `.kill_slow(` | why a socket was dropped (`ws dropped … reason=…`) |
 //! | `StorageError(` | a storage failure: pushes, pulls, `/health`, start-up |
-//! | `write!(f,` in `protocol/query.rs`, `model/chain.rs` | a refused sync request (400); a refused push |
+//! | `write!(f,` in `protocol/query.rs`, `model/chain.rs`, `auth.rs` | a refused sync request (400, 401, 403); a refused push |
 //! | `ActivationError(`, `format!(` in `service/hints.rs` | a start-up failure |
 
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ const CALLS: &[(&str, &[&str])] = &[
     ("StorageError(", &[]),
     (
         "write!(f,",
-        &["src/protocol/query.rs", "src/model/chain.rs"],
+        &["src/protocol/query.rs", "src/model/chain.rs", "src/auth.rs"],
     ),
     ("ActivationError(", &[]),
     ("format!(", &["src/service/hints.rs"]),

@@ -34,8 +34,6 @@ pub enum ParamError {
     BadEncoding(&'static str),
     BadPayloadJson(String),
     UnknownTransport(String),
-    MissingAuthToken,
-    InvalidAuthToken,
 }
 
 impl std::fmt::Display for ParamError {
@@ -56,10 +54,6 @@ impl std::fmt::Display for ParamError {
                 f,
                 "Invalid search params: transport must be ws or http, got `{t}`"
             ),
-            ParamError::MissingAuthToken => {
-                write!(f, "Invalid auth token: syncPayload.authToken is missing")
-            }
-            ParamError::InvalidAuthToken => write!(f, "Invalid auth token"),
         }
     }
 }
@@ -129,19 +123,12 @@ pub fn parse(route: Route, query: &str) -> Result<SyncParams, ParamError> {
 }
 
 impl SyncParams {
-    /// `payload.authToken` must equal `expected` (constant-time).
-    pub fn check_auth(&self, expected: &str) -> Result<(), ParamError> {
-        let token = self
-            .payload
+    /// `payload.authToken`, when it is a string (`auth::Auth` judges it).
+    pub fn auth_token(&self) -> Option<&str> {
+        self.payload
             .as_ref()
             .and_then(|p| p.get("authToken"))
             .and_then(Value::as_str)
-            .ok_or(ParamError::MissingAuthToken)?;
-        if ct_eq(token.as_bytes(), expected.as_bytes()) {
-            Ok(())
-        } else {
-            Err(ParamError::InvalidAuthToken)
-        }
     }
 }
 
@@ -213,8 +200,7 @@ mod tests {
             p.payload,
             Some(json!({"authToken": "insecure-token-change-me"}))
         );
-        assert!(p.check_auth("insecure-token-change-me").is_ok());
-        assert_eq!(p.check_auth("other"), Err(ParamError::InvalidAuthToken));
+        assert_eq!(p.auth_token(), Some("insecure-token-change-me"));
     }
 
     #[test]
@@ -275,16 +261,13 @@ mod tests {
             Err(ParamError::UnknownTransport(_))
         ));
         let no_payload = parse(Route::V03, "storeId=a").unwrap();
-        assert_eq!(
-            no_payload.check_auth("t"),
-            Err(ParamError::MissingAuthToken)
-        );
+        assert_eq!(no_payload.auth_token(), None);
         let number = parse(
             Route::V03,
             "storeId=a&payload=%257B%2522authToken%2522%253A1%257D",
         )
         .unwrap();
-        assert_eq!(number.check_auth("1"), Err(ParamError::MissingAuthToken));
+        assert_eq!(number.auth_token(), None);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Ctx {
     pub logins: status::Logins,
     /// Where the events live, for the status page (never a password).
     pub storage_description: String,
+    /// Who may use which store.
+    pub auth: crate::auth::Auth,
 }
 
 /// Makes every panic of the process one log line: the thread's name, where,
@@ -125,7 +127,14 @@ impl Ctx {
         let storage_description =
             crate::storage::Backend::choose(config.database_url.as_deref(), &config.data_dir)
                 .map_or_else(|e| e.to_string(), |b| b.describe());
+        // `service::run` refuses to start with bad key settings; a server
+        // built here anyway (tests, embedders) fails closed.
+        let auth = crate::auth::Auth::from_config(&config).unwrap_or_else(|e| {
+            log::error!("token settings not loaded, every sync request is refused: {e}");
+            crate::auth::Auth::refuse_all()
+        });
         Arc::new(Ctx {
+            auth,
             env,
             config,
             watch,
@@ -596,7 +605,11 @@ fn serve_http(
                     return "not kept alive";
                 }
             }
-            Action::Upgrade { params, key } => {
+            Action::Upgrade {
+                params,
+                key,
+                expires,
+            } => {
                 // Only what the socket needs lives on: the read-ahead buffer
                 // (4 KiB), the request and the sync payload would otherwise
                 // stay allocated for the socket's whole life.
@@ -608,6 +621,7 @@ fn serve_http(
                     store_id: &store_id,
                     key: &key,
                     leftover,
+                    expires,
                 };
                 ws::serve(ctx, stream.clone(), upgrade, peer, shutdown, live, kind);
                 return "upgraded to WebSocket";

@@ -1,15 +1,17 @@
 //! What each request gets: a plain HTTP answer, or a WebSocket upgrade for
-//! one of the sync protocols. Sync requests are checked (parameters, auth
-//! token) before any upgrade, so a bad one gets a `400` with a readable
-//! body instead of an accepted-then-closed socket, which clients would
-//! retry in a hot loop.
+//! one of the sync protocols. Sync requests are checked (parameters, then
+//! the token: `auth::Auth`) before any upgrade, so a bad one gets a `400`,
+//! `401` or `403` with a readable body instead of an accepted-then-closed
+//! socket, which clients would retry in a hot loop. Every 0.4 HTTP request
+//! carries its token and is checked on its own.
 
 use super::http::{Request, Response};
 use super::live::Live;
 use super::Ctx;
+use crate::auth::Decision;
 use crate::logfmt;
 use crate::metrics::{ConnGuard, ConnKind, Proto, Refusal};
-use crate::protocol::query::{self, ParamError, Route, SyncParams};
+use crate::protocol::query::{self, Route, SyncParams};
 use crate::session::v04_http;
 
 /// The outcome of routing one request.
@@ -19,6 +21,8 @@ pub enum Action {
     Upgrade {
         params: SyncParams,
         key: String,
+        /// The token's `exp`, for a signed token.
+        expires: Option<u64>,
     },
 }
 
@@ -50,35 +54,46 @@ fn sync_request(
     peer: &str,
     kind: &ConnGuard<'_>,
 ) -> Action {
-    let params = match query::parse(route, &req.query)
-        .and_then(|p| p.check_auth(&ctx.config.auth_token).map(|()| p))
-    {
+    let refuse = |why: Refusal, store: &str, status: u16, reason: String| {
+        ctx.metrics().refused(why, peer);
+        // The path, never the query string (it holds the token), and never
+        // the token: the reasons name no secret.
+        log::warn!(
+            "refused request {} method={} path={} status={status} reason={}",
+            label(store, peer, route),
+            logfmt::value(&req.method),
+            logfmt::value(&req.path),
+            logfmt::value(&reason)
+        );
+        Action::Respond(with_cors(ctx, req, Response::text(status, reason)))
+    };
+    let params = match query::parse(route, &req.query) {
         Ok(p) => p,
-        Err(e) => {
-            let why = match e {
-                ParamError::MissingAuthToken | ParamError::InvalidAuthToken => {
-                    Refusal::BadAuthToken
-                }
-                _ => Refusal::BadSyncRequest,
-            };
-            ctx.metrics().refused(why, peer);
-            let store = query::parse(route, &req.query)
-                .map(|p| p.store_id)
-                .unwrap_or_default();
-            // The path, never the query string: it holds the auth token.
-            log::warn!(
-                "refused request {} method={} path={} status=400 reason={}",
-                label(&store, peer, route),
-                logfmt::value(&req.method),
-                logfmt::value(&req.path),
-                logfmt::value(&e.to_string())
-            );
-            return Action::Respond(with_cors(ctx, req, Response::text(400, e.to_string())));
+        Err(e) => return refuse(Refusal::BadSyncRequest, "", 400, e.to_string()),
+    };
+    // A header set by a proxy or a header-setting client wins over the
+    // payload.
+    let token = super::admin::bearer(req).or(params.auth_token());
+    let expires = match ctx.auth.check(&params.store_id, token, unix_now()) {
+        Decision::Allow { expires } => expires,
+        Decision::Refuse(r) => {
+            return refuse(
+                Refusal::BadAuthToken,
+                &params.store_id,
+                r.status,
+                r.reason.to_string(),
+            )
         }
     };
     let response = match route {
         Route::V03 | Route::V04Ws => match websocket_key(req) {
-            Some(key) => return Action::Upgrade { params, key },
+            Some(key) => {
+                return Action::Upgrade {
+                    params,
+                    key,
+                    expires,
+                }
+            }
             None => {
                 ctx.metrics().refused(Refusal::NotWebsocket, peer);
                 Response::text(
@@ -105,6 +120,13 @@ fn sync_request(
         }
     };
     Action::Respond(with_cors(ctx, req, response))
+}
+
+/// Seconds since the Unix epoch, as tokens count time.
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The fields naming a sync request in log lines (see `logfmt`).

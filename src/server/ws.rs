@@ -55,6 +55,10 @@ pub struct Upgrade<'a> {
     pub key: &'a str,
     /// Bytes read past the upgrade request.
     pub leftover: Vec<u8>,
+    /// The token's `exp` (Unix seconds), for a signed token: past it (and
+    /// the leeway) the socket is closed at its next message. Clients ping
+    /// every 10 s (0.4) or 25 s (0.3), so that is soon after.
+    pub expires: Option<u64>,
 }
 
 /// Runs a WebSocket to its end. Returns after both threads are done.
@@ -68,10 +72,13 @@ pub fn serve(
     kind: &ConnGuard<'_>,
 ) {
     let route = upgrade.route;
+    let expires = upgrade
+        .expires
+        .map(|e| e.saturating_add(crate::auth::LEEWAY_SECS));
     let Some(mut open) = open(ctx, stream, upgrade, peer, live, kind) else {
         return;
     };
-    let why = read_loop(&mut open.ws, &mut open.session, route, shutdown);
+    let why = read_loop(&mut open.ws, &mut open.session, route, shutdown, expires);
     let Open {
         session,
         outbox,
@@ -81,6 +88,9 @@ pub fn serve(
     drop(session); // detach from the store before the socket goes away
     if shutdown.is_triggered() {
         outbox.close(1001, "server shutting down");
+    } else if why == TOKEN_EXPIRED {
+        // 1008: policy violation; the client reconnects and needs a new token.
+        outbox.close(1008, "token expired");
     }
     // The writer ends after what is queued (bounded by the write timeout),
     // at once if the socket is dead.
@@ -117,6 +127,7 @@ fn open<'a>(
         store_id,
         key,
         leftover,
+        ..
     } = upgrade;
     let limits = &ctx.config.limits;
     let protocol = if route == Route::V03 { "0.3" } else { "0.4-ws" };
@@ -232,14 +243,23 @@ fn switching_protocols(key: &str) -> String {
     format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")
 }
 
+const TOKEN_EXPIRED: &str = "token expired";
+
 fn read_loop(
     ws: &mut WebSocket<ReaderIo>,
     session: &mut Session,
     route: Route,
     shutdown: &ServerShutdown,
+    expires: Option<u64>,
 ) -> String {
     loop {
-        match ws.read() {
+        let read = ws.read();
+        // Checked before the message is handled: an expired token pushes
+        // nothing more.
+        if expires.is_some_and(|e| super::routes::unix_now() >= e) {
+            return TOKEN_EXPIRED.into();
+        }
+        match read {
             Ok(Message::Text(text)) => session.handle_text(text.as_str()),
             // 0.4 clients accept binary UTF-8 JSON, so accept it from them too;
             // 0.3 ignores binary frames (as the reference does).

@@ -38,6 +38,12 @@ pub fn run(config: Config) -> ExitCode {
     for name in config.default_secrets_in_use() {
         log::warn!("!!! {name} has its well-known default value: anyone can use this server. Set {name} before exposing it. !!!");
     }
+    // Bad key settings stop the start: serving without the checks the
+    // operator asked for is worse than not serving.
+    if let Err(e) = crate::auth::Auth::from_config(&config) {
+        log::error!("{e}");
+        return ExitCode::FAILURE;
+    }
     // Before any thread starts (it edits the environment).
     let passed = match activation::take_listener() {
         Ok(l) => l,

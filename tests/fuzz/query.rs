@@ -6,6 +6,8 @@
 //! decoding inverts percent encoding; the auth check accepts exactly the
 //! configured token.
 
+use livestore_sync::auth::{Auth, Decision};
+use livestore_sync::config::Config;
 use livestore_sync::protocol::query::{self, ct_eq, percent_decode, ParamError, Route};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -65,6 +67,15 @@ fn seeds() -> Vec<String> {
     q
 }
 
+/// The auth of a server whose `AUTH_TOKEN` is `tokens` (no JWT keys).
+fn shared_token(tokens: &str) -> Auth {
+    let config = Config {
+        auth_token: tokens.to_string(),
+        ..Config::default()
+    };
+    Auth::from_config(&config).unwrap_or_else(|_| Auth::refuse_all())
+}
+
 /// Decodes `q` every way the server does; checks what must hold whatever `q` is.
 fn check_any(path: &str, q: &str) -> Result<(), TestCaseError> {
     let route = query::route(path, q);
@@ -74,16 +85,20 @@ fn check_any(path: &str, q: &str) -> Result<(), TestCaseError> {
                 accepted();
             }
             prop_assert_eq!(p.route, r);
-            let auth = p.check_auth("insecure-token-change-me");
+            // The shared-token mode with its default token.
             let token = p
                 .payload
                 .as_ref()
                 .and_then(|v| v.get("authToken"))
                 .and_then(Value::as_str);
-            match token {
-                None => prop_assert_eq!(auth, Err(ParamError::MissingAuthToken)),
-                Some("insecure-token-change-me") => prop_assert_eq!(auth, Ok(())),
-                Some(_) => prop_assert_eq!(auth, Err(ParamError::InvalidAuthToken)),
+            prop_assert_eq!(p.auth_token(), token);
+            let decision = shared_token("insecure-token-change-me").check(&p.store_id, token, 0);
+            match (token, decision) {
+                (Some("insecure-token-change-me"), Decision::Allow { .. }) => {}
+                (_, Decision::Refuse(r)) if token != Some("insecure-token-change-me") => {
+                    prop_assert_eq!(r.status, 401)
+                }
+                (t, d) => prop_assert!(false, "token {:?}: {:?}", t, d),
             }
         }
     }
@@ -245,9 +260,17 @@ fn percent_decoding_inverts_encoding_and_auth_is_exact() {
                 )
             );
             let p = query::parse(Route::V03, &q).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            // AUTH_TOKEN is a comma-separated list of trimmed tokens.
+            let listed = expected
+                .split(',')
+                .map(str::trim)
+                .any(|t| !t.is_empty() && t == token);
             prop_assert_eq!(
-                p.check_auth(&expected).is_ok(),
-                token == expected,
+                matches!(
+                    shared_token(&expected).check("s", p.auth_token(), 0),
+                    Decision::Allow { .. }
+                ),
+                listed,
                 "{:?} vs {:?}",
                 token,
                 expected

@@ -32,41 +32,7 @@ use common::node::*;
 use common::*;
 use serde_json::Value;
 
-/// Three instances on one database behind `kind`.
-struct Deployment {
-    /// Always PostgreSQL: several instances share it.
-    log: EventLog,
-    servers: Vec<ServerProcess>,
-    proxy: Proxy,
-}
-
 impl Deployment {
-    fn start(kind: ProxyKind, tag: &str, token: &str, admin: &str) -> Deployment {
-        let log = EventLog::postgres(tag);
-        let servers: Vec<ServerProcess> = (0..3)
-            .map(|_| {
-                ServerProcess::start(
-                    &log.url(),
-                    &["--auth-token", token, "--admin-secret", admin],
-                )
-            })
-            .collect();
-        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-        let proxy = Proxy::start(kind, &addrs);
-        Deployment {
-            log,
-            servers,
-            proxy,
-        }
-    }
-
-    fn db(&self) -> &TestDb {
-        match &self.log {
-            EventLog::Postgres(db) => db,
-            EventLog::Sqlite(_) => unreachable!("instances share PostgreSQL"),
-        }
-    }
-
     /// How many WebSockets of `store` each instance opened so far.
     fn sockets_per_instance(&self, store: &str) -> Vec<usize> {
         let needle = format!("ws open store={store:?} ");
@@ -74,21 +40,6 @@ impl Deployment {
             .iter()
             .map(|s| s.log.lock().iter().filter(|l| l.contains(&needle)).count())
             .collect()
-    }
-}
-
-impl Target for Deployment {
-    fn addr(&self) -> SocketAddr {
-        self.proxy.addr
-    }
-    fn context(&self) -> String {
-        let servers: Vec<String> = self
-            .servers
-            .iter()
-            .enumerate()
-            .map(|(i, s)| format!("instance {i} ({}): {}", s.addr, s.context()))
-            .collect();
-        format!("{}\n{}", self.proxy.log_tail(40), servers.join("\n"))
     }
 }
 
@@ -101,7 +52,7 @@ fn real_clients_converge(kind: ProxyKind) {
     let _w = watchdog("proxy_real_clients", Duration::from_secs(170));
     prepare_clients("v03");
     prepare_clients("v04");
-    let d = Deployment::start(kind, &tag, E2E_TOKEN, E2E_ADMIN_SECRET);
+    let d = Deployment::start(kind, &tag, E2E_TOKEN, E2E_ADMIN_SECRET, false);
     let (status, _, body) = http(d.proxy.addr, "GET", "/health", &[], "");
     assert_eq!(status, 200, "/health through {}: {body}", kind.name());
     let health: Value = serde_json::from_str(&body).unwrap();
@@ -515,7 +466,7 @@ fn kill_9(victim: &ServerProcess) {
 fn sigkill_during_push_storm(kind: ProxyKind) {
     let tag = format!("proxy_kill_{}", kind.name());
     let _w = watchdog("proxy_sigkill", Duration::from_secs(170));
-    let d = Deployment::start(kind, &tag, TOKEN, ADMIN);
+    let d = Deployment::start(kind, &tag, TOKEN, ADMIN, false);
     let count = STORES.len() * PUSHERS_PER_STORE;
     let storm = Arc::new(Storm::new(count));
     // However this test ends, the pushers stop.
@@ -739,7 +690,7 @@ fn caddy_sigkill_of_an_instance_during_a_push_storm() {
 fn push_held_in_postgresql_when_its_instance_dies(kind: ProxyKind) {
     let tag = format!("proxy_held_{}", kind.name());
     let _w = watchdog("proxy_held", Duration::from_secs(90));
-    let d = Deployment::start(kind, &tag, TOKEN, ADMIN);
+    let d = Deployment::start(kind, &tag, TOKEN, ADMIN, false);
     let storm = Storm::new(1);
     let mut p = Pusher::new(0, "q", "held", d.proxy.addr);
     let mut socket = p.connect(&storm).expect("a socket through the proxy");

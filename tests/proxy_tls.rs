@@ -18,7 +18,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -27,59 +26,9 @@ use common::node::*;
 use common::*;
 use serde_json::Value;
 
-/// Three instances on one database behind `kind`, over TLS.
-struct Deployment {
-    log: EventLog,
-    servers: Vec<ServerProcess>,
-    proxy: Proxy,
-}
-
-impl Deployment {
-    fn start(kind: ProxyKind, tag: &str) -> Deployment {
-        let log = EventLog::postgres(tag);
-        let servers: Vec<ServerProcess> = (0..3)
-            .map(|_| {
-                ServerProcess::start(
-                    &log.url(),
-                    &[
-                        "--auth-token",
-                        E2E_TOKEN,
-                        "--admin-secret",
-                        E2E_ADMIN_SECRET,
-                    ],
-                )
-            })
-            .collect();
-        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-        let proxy = Proxy::start_tls(kind, &addrs);
-        Deployment {
-            log,
-            servers,
-            proxy,
-        }
-    }
-
-    fn ca(&self) -> &Path {
-        &self.proxy.tls.as_ref().expect("started over TLS").ca
-    }
-}
-
-impl Target for Deployment {
-    fn addr(&self) -> SocketAddr {
-        self.proxy.addr
-    }
-    fn context(&self) -> String {
-        let servers: Vec<String> = self
-            .servers
-            .iter()
-            .enumerate()
-            .map(|(i, s)| format!("instance {i} ({}): {}", s.addr, s.context()))
-            .collect();
-        format!("{}\n{}", self.proxy.log_tail(40), servers.join("\n"))
-    }
-    fn tls_ca(&self) -> Option<&Path> {
-        Some(self.ca())
-    }
+/// The CA the proxy's certificate chains to.
+fn ca(d: &Deployment) -> &Path {
+    &d.proxy.tls.as_ref().expect("started over TLS").ca
 }
 
 /// A WebSocket upgrade request as the clients send it, made by Node's own
@@ -112,7 +61,7 @@ fn upgrade(d: &Deployment, path: &str) -> Value {
     let out = Command::new("node")
         .args(["-e", UPGRADE_JS])
         .arg(format!("https://{}{path}", d.proxy.addr))
-        .env("NODE_EXTRA_CA_CERTS", d.ca())
+        .env("NODE_EXTRA_CA_CERTS", ca(d))
         .stdin(Stdio::null())
         .output()
         .expect("run node");
@@ -130,9 +79,9 @@ fn clients_converge_over_tls(kind: ProxyKind) {
     let _w = watchdog("proxy_tls", Duration::from_secs(170));
     prepare_clients("v03");
     prepare_clients("v04");
-    let d = Deployment::start(kind, &tag);
+    let d = Deployment::start(kind, &tag, E2E_TOKEN, E2E_ADMIN_SECRET, true);
 
-    let (status, body) = https_get(d.proxy.addr, d.ca(), "/health")
+    let (status, body) = https_get(d.proxy.addr, ca(&d), "/health")
         .unwrap_or_else(|| panic!("no answer over TLS\n{}", d.context()));
     assert_eq!(status, 200, "/health over TLS: {body}");
     let health: Value = serde_json::from_str(&body).unwrap();

@@ -498,3 +498,57 @@ impl Drop for Proxy {
         }
     }
 }
+
+/// Three instances on one PostgreSQL behind a proxy (`tests/proxy.rs`,
+/// `tests/proxy_tls.rs`), the clients' [`Target`](super::node::Target).
+pub struct Deployment {
+    /// Always PostgreSQL: several instances share it.
+    pub log: super::db::EventLog,
+    pub servers: Vec<super::server::ServerProcess>,
+    pub proxy: Proxy,
+}
+
+impl Deployment {
+    /// Starts the instances with `token` and `admin`, then `kind` in front
+    /// of them, over TLS when `tls`.
+    pub fn start(kind: ProxyKind, tag: &str, token: &str, admin: &str, tls: bool) -> Deployment {
+        let log = super::db::EventLog::postgres(tag);
+        let servers: Vec<super::server::ServerProcess> = (0..3)
+            .map(|_| {
+                super::server::ServerProcess::start(
+                    &log.url(),
+                    &["--auth-token", token, "--admin-secret", admin],
+                )
+            })
+            .collect();
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+        let proxy = Proxy::start_with(kind, &addrs, tls);
+        Deployment {
+            log,
+            servers,
+            proxy,
+        }
+    }
+
+    pub fn db(&self) -> &super::db::TestDb {
+        self.log.pg()
+    }
+}
+
+impl super::node::Target for Deployment {
+    fn addr(&self) -> SocketAddr {
+        self.proxy.addr
+    }
+    fn context(&self) -> String {
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("instance {i} ({}): {}", s.addr, s.context()))
+            .collect();
+        format!("{}\n{}", self.proxy.log_tail(40), servers.join("\n"))
+    }
+    fn tls_ca(&self) -> Option<&Path> {
+        self.proxy.tls.as_ref().map(|t| t.ca.as_path())
+    }
+}

@@ -22,7 +22,7 @@
 //! proxy's directory (its config, nginx's logs) in the temporary directory.
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -62,27 +62,9 @@ fn real_clients_converge(kind: ProxyKind) {
     );
 
     let store = format!("proxy-{}-{}", kind.name(), std::process::id());
-    // Writers: WebSockets only, so that nothing else takes a turn of the
-    // round robin between their two connections: they land on two
-    // instances, and their racing first pushes meet in PostgreSQL.
-    let writers: Vec<ClientSpec> = [(Kind::V03, "alice03p"), (Kind::V04Ws, "bob04p")]
-        .into_iter()
-        .map(|(k, id)| ClientSpec {
-            wait_go: true,
-            ..ClientSpec::writer(k, id, 2 * EVENTS_PER_WRITER)
-        })
-        .collect();
-    let all_ids: BTreeSet<String> = writers.iter().flat_map(|w| w.own_ids()).collect();
+    // Writers land on two instances; their racing first pushes meet in PostgreSQL.
     let t = Instant::now();
-    let results = run_all(&d, &d.log, &store, &writers);
-    for r in &results {
-        assert_converged(r, &all_ids, &d);
-    }
-    let refused: u64 = results
-        .iter()
-        .map(|r| r.field("rejectedPushes").as_u64().unwrap_or(0))
-        .sum();
-    assert!(refused >= 1, "the writers did not race\n{}", d.context());
+    let (writers, all_ids) = d.race_writers(&store, "writer-p");
     let spread = d.sockets_per_instance(&store);
     assert!(
         spread.iter().filter(|&&n| n > 0).count() >= 2,

@@ -17,7 +17,6 @@
 //!   minutes of silence in every run; this reads the numbers instead).
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -118,23 +117,7 @@ fn clients_converge_over_tls(kind: ProxyKind) {
         assert!(location.starts_with("https://"), "{location}");
     }
 
-    let writers: Vec<ClientSpec> = [(Kind::V03, "alice03t"), (Kind::V04Ws, "bob04t")]
-        .into_iter()
-        .map(|(k, id)| ClientSpec {
-            wait_go: true,
-            ..ClientSpec::writer(k, id, 2 * EVENTS_PER_WRITER)
-        })
-        .collect();
-    let all_ids: BTreeSet<String> = writers.iter().flat_map(|w| w.own_ids()).collect();
-    let results = run_all(&d, &d.log, &store, &writers);
-    for r in &results {
-        assert_converged(r, &all_ids, &d);
-    }
-    let refused: u64 = results
-        .iter()
-        .map(|r| r.field("rejectedPushes").as_u64().unwrap_or(0))
-        .sum();
-    assert!(refused >= 1, "the writers did not race\n{}", d.context());
+    let (writers, all_ids) = d.race_writers(&store, "writer-t");
     let reader = ClientSpec::reader(Kind::V04Http, "carol04ht", all_ids.len());
     for r in run_all(&d, &d.log, &store, &[reader]) {
         assert_converged(&r, &all_ids, &d);

@@ -552,3 +552,41 @@ impl super::node::Target for Deployment {
         self.proxy.tls.as_ref().map(|t| t.ca.as_path())
     }
 }
+
+impl Deployment {
+    /// A real 0.3 and a real 0.4 WebSocket writer (`{prefix}03`,
+    /// `{prefix}04`), released together so that their first pushes race,
+    /// converge on `store` through the proxy; at least one push is refused
+    /// (they did race). WebSockets only, so that nothing else takes a turn
+    /// of the round robin between their two connections. Returns the
+    /// writers and every id they wrote.
+    pub fn race_writers(
+        &self,
+        store: &str,
+        prefix: &str,
+    ) -> (
+        Vec<super::node::ClientSpec>,
+        std::collections::BTreeSet<String>,
+    ) {
+        use super::node::{assert_converged, run_all, ClientSpec, Kind, Target, EVENTS_PER_WRITER};
+        let writers: Vec<ClientSpec> = [(Kind::V03, "03"), (Kind::V04Ws, "04")]
+            .into_iter()
+            .map(|(k, suffix)| ClientSpec {
+                wait_go: true,
+                ..ClientSpec::writer(k, &format!("{prefix}{suffix}"), 2 * EVENTS_PER_WRITER)
+            })
+            .collect();
+        let all_ids: std::collections::BTreeSet<String> =
+            writers.iter().flat_map(|w| w.own_ids()).collect();
+        let results = run_all(self, &self.log, store, &writers);
+        for r in &results {
+            assert_converged(r, &all_ids, self);
+        }
+        let refused: u64 = results
+            .iter()
+            .map(|r| r.field("rejectedPushes").as_u64().unwrap_or(0))
+            .sum();
+        assert!(refused >= 1, "the writers did not race\n{}", self.context());
+        (writers, all_ids)
+    }
+}

@@ -142,7 +142,7 @@ pub struct Outbox {
     /// The socket: written by `send`'s shortcut, cut on overflow or shutdown.
     stream: Option<Arc<TcpStream>>,
     dead: AtomicBool,
-    /// The writer thread, parked while its queue is empty (see `ws::next`):
+    /// The writer thread, parked while its queue is empty (see `ws::next_message`):
     /// crossbeam's blocking `recv` yields the CPU four times before it
     /// sleeps, each a context switch on a busy machine, for every message.
     writer: OnceLock<Thread>,

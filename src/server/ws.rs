@@ -334,6 +334,9 @@ const COALESCE: usize = 256 * 1024;
 /// given back once the queue is empty, so thousands of idle sockets stay small.
 const IDLE_BUF: usize = 1024;
 
+/// One queued live chunk: its stream's head, its values, the tail.
+type Wrapped = Box<(Arc<str>, Arc<str>, &'static str)>;
+
 /// Live chunks of one 0.4 pull stream queued back to back, as one `Chunk`
 /// with all their `values` (the real client accepts several; see
 /// docs of sync-cf 0.4, "one `Chunk` frame may carry several PullResponses").
@@ -342,9 +345,6 @@ const IDLE_BUF: usize = 1024;
 /// the queue are merged, and only those of the same stream (the same head,
 /// by pointer: a new pull of the same id has its own), so the order of
 /// everything on the socket stays as queued.
-/// One queued live chunk: its stream's head, its values, the tail.
-type Wrapped = Box<(Arc<str>, Arc<str>, &'static str)>;
-
 #[derive(Default)]
 struct Chunks {
     parts: Vec<Wrapped>,
@@ -406,7 +406,11 @@ const SPIN_STEPS: u32 = 6;
 /// yields the CPU between the spin and the sleep: on two cores with hundreds
 /// of runnable threads, each of its four yields was a context switch, for
 /// every message a fan-out queued.
-fn next(rx: &Receiver<Outbound>, outbox: &Outbox, deadline: Option<Instant>) -> Option<Outbound> {
+fn next_message(
+    rx: &Receiver<Outbound>,
+    outbox: &Outbox,
+    deadline: Option<Instant>,
+) -> Option<Outbound> {
     for step in 0..=SPIN_STEPS {
         match rx.try_recv() {
             Ok(m) => return Some(m),
@@ -447,7 +451,7 @@ fn write_loop(rx: &Receiver<Outbound>, stream: &TcpStream, outbox: &Outbox) {
     let mut chunks = Chunks::default();
     let mut closing = false;
     let mut close_deadline = None;
-    'outer: while let Some(first) = next(rx, outbox, close_deadline) {
+    'outer: while let Some(first) = next_message(rx, outbox, close_deadline) {
         // A dead socket (killed, or a write failed) takes no more writes.
         if outbox.is_dead() {
             break;

@@ -76,6 +76,11 @@ impl<'de> Deserialize<'de> for RequestId {
 
 /// Decodes one envelope; `None` for anything that is not one (ignored).
 pub fn decode(text: &str) -> Option<Incoming> {
+    if let Some(request_id) = plain_ack(text) {
+        return Some(Incoming::Ack {
+            request_id: request_id.to_string(),
+        });
+    }
     let e: Envelope = serde_json::from_str(text).ok()?;
     Some(match e.kind.as_str() {
         "Request" => Incoming::Request {
@@ -93,6 +98,17 @@ pub fn decode(text: &str) -> Option<Incoming> {
         "Eof" => Incoming::Eof,
         _ => return None,
     })
+}
+
+/// The request id of an `Ack` exactly as the real client writes it
+/// (`{"_tag":"Ack","requestId":"0"}`, an id without escapes), without a JSON
+/// parse: a live 0.4 subscriber answers every chunk with one, so this is
+/// the frame a fan-out reads most. Anything else takes the full decode.
+fn plain_ack(text: &str) -> Option<&str> {
+    let id = text
+        .strip_prefix(r#"{"_tag":"Ack","requestId":""#)?
+        .strip_suffix(r#""}"#)?;
+    (!id.contains(['"', '\\']) && !id.chars().any(char::is_control)).then_some(id)
 }
 
 /// Effect's `Schema.Option`: `{"_tag":"None"}` or `{"_tag":"Some","value":x}`.
@@ -394,6 +410,41 @@ mod tests {
         for k in ["request", "ack", "interrupt", "ping"] {
             assert!(kinds.contains_key(k), "no {k} among the captured frames");
         }
+    }
+
+    #[test]
+    fn the_ack_shortcut_agrees_with_the_full_decode() {
+        let full = |t: &str| -> Option<String> {
+            let e: Envelope = serde_json::from_str(t).ok()?;
+            (e.kind == "Ack").then_some(e.request_id?.0)
+        };
+        for t in [
+            r#"{"_tag":"Ack","requestId":"0"}"#,
+            r#"{"_tag":"Ack","requestId":"17"}"#,
+            r#"{"_tag":"Ack","requestId":"é-x"}"#,
+            r#"{"_tag":"Ack","requestId":""}"#,
+        ] {
+            assert_eq!(plain_ack(t), full(t).as_deref(), "{t}");
+            assert!(
+                matches!(decode(t), Some(Incoming::Ack { request_id }) if Some(request_id.clone()) == full(t))
+            );
+        }
+        // Escapes, control characters, other shapes: the full decode decides.
+        for t in [
+            r#"{"_tag":"Ack","requestId":"\u0030"}"#,
+            "{\"_tag\":\"Ack\",\"requestId\":\"a\nb\"}",
+            r#"{"_tag":"Ack","requestId":"a"b"}"#,
+            r#"{"_tag":"Ack","requestId":0}"#,
+            r#"{"requestId":"0","_tag":"Ack"}"#,
+            r#"{"_tag":"Ack","requestId":"0"} "#,
+        ] {
+            assert_eq!(plain_ack(t), None, "{t}");
+        }
+        assert!(
+            matches!(decode(r#"{"_tag":"Ack","requestId":"\u0030"}"#), Some(Incoming::Ack { request_id }) if request_id == "0")
+        );
+        assert!(decode("{\"_tag\":\"Ack\",\"requestId\":\"a\nb\"}").is_none());
+        assert!(decode(r#"{"_tag":"Ack","requestId":"a"b"}"#).is_none());
     }
 
     #[test]

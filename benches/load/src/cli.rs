@@ -52,6 +52,10 @@ Common options:
                          PostgreSQL floors are skipped: \"floor\": null)
   --server-pid PID       the server's pid, for RSS and CPU (idle scenario)
   --store-prefix P       prefix of the store ids this run creates (default bench)
+  --shape-floor          (idle, fan-out) also measure the shape floor at the same size:
+                         a minimal server of the server's shape (reader + writer thread
+                         per socket, 256/64 KiB stacks, crossbeam channels; no database),
+                         run as a child process (`floor-server`); under floor.shape_*
   --floor-samples N      loopback WebSocket round trips for the floor (default 2000)
   --events-table T       table the COPY floor reads (default events)
   --copy-columns COLS    columns the COPY floor selects (default the event columns)

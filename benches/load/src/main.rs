@@ -21,6 +21,7 @@ mod mock;
 mod proto;
 mod report;
 mod scenarios;
+mod shape;
 mod stats;
 mod util;
 
@@ -62,6 +63,13 @@ fn usage_error(e: &str) -> ExitCode {
 
 /// Runs the command; `Ok(all checks passed)`, `Err` for bad usage.
 fn run(args: &Args) -> Result<bool, String> {
+    if args.command == "floor-server" {
+        // The shape floor's server (a child of the bench; see shape.rs).
+        let port = args.u64_or("port", 0)? as u16;
+        args.finish()?;
+        shape::serve(port)?;
+        return Ok(true);
+    }
     let is_smoke = args.command == "smoke";
     let protocols: Vec<Proto> = match args.opt_str("protocol") {
         Some(p) if p == "both" => vec![Proto::V03, Proto::V04],

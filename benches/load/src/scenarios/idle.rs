@@ -35,6 +35,9 @@ pub struct Params {
     pub open_threads: usize,
     /// Connections per pinging thread.
     pub per_worker: usize,
+    /// Also measure the shape floor (a minimal thread-per-connection
+    /// server, see shape.rs) at the same size, after the scenario.
+    pub shape_floor: bool,
 }
 
 impl Params {
@@ -58,6 +61,7 @@ impl Params {
             ping_interval: a.secs_or("ping-interval-secs", 10.0)?,
             open_threads: a.count_or("open-threads", 64)?,
             per_worker: a.count_or("conns-per-thread", 250)?,
+            shape_floor: a.opt_str("shape-floor").is_some(),
         };
         if p.ping_interval.is_zero() {
             return Err("--ping-interval-secs must be > 0".into());
@@ -75,6 +79,7 @@ impl Params {
             ping_interval: Duration::from_secs(1),
             open_threads: 4,
             per_worker: 5,
+            shape_floor: false,
         }
     }
 }
@@ -276,7 +281,30 @@ fn run_inner(ctx: &Ctx, p: &Params, r: &mut Report) -> Result<(), String> {
             ratio(rtt.pct(99.0), Some(w.rtt_p99_ms)),
         );
     }
-    r.floor = Some(json!({ "ws_loopback": floor_json(&ws, |f| f.json.clone()) }));
+    let mut floor = json!({ "ws_loopback": floor_json(&ws, |f| f.json.clone()) });
+    if p.shape_floor {
+        info!("idle: the shape floor at {} connections", p.connections);
+        let shape = crate::shape::idle_floor(
+            p.connections,
+            ctx.target.spread_addrs,
+            p.open_threads,
+            p.idle,
+            p.ping_interval,
+        );
+        if let Ok(f) = &shape {
+            if let (Some(ours), Some(floor)) = (
+                per_conn(rss_before, rss_open).as_f64(),
+                f["rss_per_conn_kib"].as_f64(),
+            ) {
+                r.ratio(
+                    "rss_per_conn_vs_shape_floor",
+                    ratio(Some(ours), Some(floor)),
+                );
+            }
+        }
+        floor["shape_idle"] = floor_json(&shape, |f| f.clone());
+    }
+    r.floor = Some(floor);
     Ok(())
 }
 

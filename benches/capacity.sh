@@ -137,16 +137,17 @@ start_server() {
   else
     db="$PG/$DB"
   fi
+  : >"$LOG"  # the previous server's "listening on" must not count
   # shellcheck disable=SC2086
   "$SERVER" --host 0.0.0.0 --port "$PORT" --database-url "$db" $PACE_FLAGS $CAP_FLAGS \
     --auth-token bench-token --log-level info >"$LOG" 2>&1 &
   SERVER_PID=$!
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 600); do  # up to 60 s: the machine may be very busy
     grep -q "listening on" "$LOG" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$LOG"; echo "server exited" >&2; exit 1; }
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$LOG" >&2; echo "!! server exited" >&2; SERVER_PID=""; return 1; }
     sleep 0.1
   done
-  grep -q "listening on" "$LOG" || { cat "$LOG"; echo "server did not start" >&2; exit 1; }
+  grep -q "listening on" "$LOG" || { cat "$LOG" >&2; echo "!! server did not start" >&2; stop_server; return 1; }
   # What the server says limits it.
   grep -iE "capacity|limit|connections" "$LOG" | head -n 3 | sed 's/^/   server: /' >&2 || true
 }
@@ -157,10 +158,12 @@ run() {
   for proto in $PROTOCOLS; do
     for i in $(seq 1 "$RUNS"); do
       echo "== $scenario --protocol $proto $* (run $i/$RUNS, load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-      start_server
+      start_server || continue
       "$BENCH" "$scenario" --url "ws://127.0.0.1:$PORT" --database-url "$PG/$DB" \
         --server-pid "$SERVER_PID" --auth-token bench-token --protocol "$proto" "$@" >>"$OUT" \
         || echo "!! $scenario failed its checks" >&2
+      # The server's warnings and errors of this run (first few).
+      grep -E " (WARN|ERROR) " "$LOG" | grep -v "MAX_CONNECTIONS lowered" | head -n 3 | sed 's/^/   server: /' >&2 || true
       stop_server
     done
   done

@@ -19,7 +19,8 @@
 //!   process's RSS per connection, its CPU % of one core over the idle
 //!   window, threads and mappings;
 //! * fan-out ([`fan_out_floor`]): S subscribers, one pusher, K pushes each
-//!   after the previous ack: push-to-delivery latency p50/p99/max, with
+//!   after the previous ack and paced to the push rate the server's run
+//!   reached: push-to-delivery latency p50/p99/max, with
 //!   tungstenite clients configured as the bench's (`Conn::open`: nodelay,
 //!   64 KiB read buffer, no write buffer).
 
@@ -70,7 +71,16 @@ pub fn serve(port: u16) -> Result<(), String> {
     });
     let frame = Message::text(event_frame());
     let subs: Arc<Mutex<Vec<Sender<Message>>>> = Arc::new(Mutex::new(Vec::new()));
-    for stream in listener.incoming().flatten() {
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors: do not spin.
+                eprintln!("floor server: accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
         let (subs, frame) = (subs.clone(), frame.clone());
         let spawned = std::thread::Builder::new()
             .name("shape-reader".into())
@@ -83,11 +93,30 @@ pub fn serve(port: u16) -> Result<(), String> {
     Ok(())
 }
 
+/// One socket shared by the reader and the writer (one descriptor per
+/// connection, as the server's `Arc<TcpStream>`).
+struct Shared(Arc<TcpStream>);
+
+impl std::io::Read for Shared {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
 fn reader(stream: TcpStream, subs: Arc<Mutex<Vec<Sender<Message>>>>, frame: Message) {
     let _ = stream.set_nodelay(true);
-    let Ok(write_half) = stream.try_clone() else {
-        return;
-    };
+    let stream = Arc::new(stream);
+    let write_half = Shared(stream.clone());
+    let stream = Shared(stream);
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
@@ -141,7 +170,8 @@ struct ShapeServer {
 
 impl ShapeServer {
     fn start() -> Result<ShapeServer, String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        // This very binary, even when a rebuild replaced the file meanwhile.
+        let exe = std::path::PathBuf::from("/proc/self/exe");
         let mut child = Command::new(exe)
             .args(["floor-server", "--port", "0"])
             .stdin(Stdio::piped())
@@ -204,8 +234,16 @@ fn ask(ws: &mut WebSocket<TcpStream>, text: &str, want: &str) -> Result<(), Stri
     }
 }
 
-/// Fan-out floor: `subscribers` subscribers, `pushes` pushes.
-pub fn fan_out_floor(subscribers: usize, pushes: usize) -> Result<Value, String> {
+/// Fan-out floor: `subscribers` subscribers, `pushes` pushes, push `i`
+/// sent no earlier than `i × push_interval` after the start (the push rate
+/// the server's scenario reached: the floor's pushes are acked without a
+/// database commit, and unpaced they would measure queueing behind an
+/// unbounded push rate instead of the delivery path).
+pub fn fan_out_floor(
+    subscribers: usize,
+    pushes: usize,
+    push_interval: Duration,
+) -> Result<Value, String> {
     let server = ShapeServer::start()?;
     let mut subs = Vec::with_capacity(subscribers);
     for _ in 0..subscribers {
@@ -238,7 +276,12 @@ pub fn fan_out_floor(subscribers: usize, pushes: usize) -> Result<Value, String>
     let mut sent = Vec::with_capacity(pushes);
     barrier.wait();
     let t0 = Instant::now();
-    for _ in 0..pushes {
+    for i in 0..pushes {
+        let at = t0 + push_interval * i as u32;
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep(at - now);
+        }
         sent.push(Instant::now());
         ask(&mut pusher, "push", "ack")?;
     }
@@ -255,6 +298,7 @@ pub fn fan_out_floor(subscribers: usize, pushes: usize) -> Result<Value, String>
     Ok(json!({
         "subscribers": subscribers,
         "pushes": pushes,
+        "push_interval_ms": round3(ms(push_interval)),
         "delivery_latency": lat.summary(),
         "deliveries_per_s": round1(rate(deliveries as f64, last - t0)),
     }))

@@ -231,7 +231,9 @@ fn run_inner(ctx: &Ctx, p: &Params, store: &str, r: &mut Report) -> Result<(), S
         }
     }
     if p.shape_floor {
-        let shape = crate::shape::fan_out_floor(p.subscribers, p.pushes);
+        // At the push rate this run reached.
+        let interval = push_done / p.pushes.max(1) as u32;
+        let shape = crate::shape::fan_out_floor(p.subscribers, p.pushes, interval);
         if let Ok(f) = &shape {
             r.ratio(
                 "latency_p99_vs_shape_floor_p99",

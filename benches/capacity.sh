@@ -140,7 +140,7 @@ start_server() {
   : >"$LOG"  # the previous server's "listening on" must not count
   # shellcheck disable=SC2086
   "$SERVER" --host 0.0.0.0 --port "$PORT" --database-url "$db" $PACE_FLAGS $CAP_FLAGS \
-    --auth-token bench-token --log-level info >"$LOG" 2>&1 &
+    --auth-token bench-token --admin-secret bench-admin --log-level info >"$LOG" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 600); do  # up to 60 s: the machine may be very busy
     grep -q "listening on" "$LOG" && break

@@ -8,7 +8,8 @@
 //! channel, like the server. It has no database, no protocol and no
 //! per-store state. Text frames it understands:
 //!
-//! * `ping`: the writer answers `pong`;
+//! * `ping`: the reader answers `pong` itself, under the socket's write
+//!   lock, without waking the writer (as the server's outbox does);
 //! * `sub`: the connection joins the subscribers, answered `subbed`;
 //! * `push`: the reader sends one pre-encoded event frame (a 0.3 broadcast
 //!   of one 200-byte event) to every subscriber's writer channel, then
@@ -123,14 +124,22 @@ fn reader(stream: TcpStream, subs: Arc<Mutex<Vec<Sender<Message>>>>, frame: Mess
     let Ok(mut ws) = tungstenite::accept_with_config(stream, Some(config)) else {
         return;
     };
+    // Every write goes through this lock, so frames never interleave: the
+    // writer thread's broadcasts, and the reader's own pongs, which it
+    // writes itself without waking the writer (as the server does).
+    let out = Arc::new(Mutex::new(WebSocket::from_raw_socket(
+        write_half,
+        Role::Server,
+        Some(config),
+    )));
     let (tx, rx) = unbounded::<Message>();
+    let writer_out = out.clone();
     let writer = std::thread::Builder::new()
         .name("shape-writer".into())
         .stack_size(WRITER_STACK)
         .spawn(move || {
-            let mut w = WebSocket::from_raw_socket(write_half, Role::Server, Some(config));
             for m in rx {
-                if w.send(m).is_err() {
+                if writer_out.lock().send(m).is_err() {
                     return;
                 }
             }
@@ -142,7 +151,9 @@ fn reader(stream: TcpStream, subs: Arc<Mutex<Vec<Sender<Message>>>>, frame: Mess
         match ws.read() {
             Ok(Message::Text(t)) => match t.as_str() {
                 "ping" => {
-                    let _ = tx.send(Message::text("pong"));
+                    if out.lock().send(Message::text("pong")).is_err() {
+                        break;
+                    }
                 }
                 "sub" => {
                     subs.lock().push(tx.clone());

@@ -150,11 +150,8 @@ fn reader(stream: TcpStream, subs: Arc<Mutex<Vec<Sender<Message>>>>, frame: Mess
     loop {
         match ws.read() {
             Ok(Message::Text(t)) => match t.as_str() {
-                "ping" => {
-                    if out.lock().send(Message::text("pong")).is_err() {
-                        break;
-                    }
-                }
+                "ping" if out.lock().send(Message::text("pong")).is_err() => break,
+                "ping" => {}
                 "sub" => {
                     subs.lock().push(tx.clone());
                     let _ = tx.send(Message::text("subbed"));

@@ -172,6 +172,13 @@ fn run_inner(ctx: &Ctx, p: &Params, r: &mut Report) -> Result<(), String> {
         );
     }
     r.result("open_one_latency", open_lat.summary());
+    if open_all > Duration::from_secs(60) {
+        r.note(format!(
+            "opening took {:.0} s: the first sockets stayed silent that long before their first ping; \
+             a server idle timeout shorter than that drops them (livestore-sync: WS_IDLE_TIMEOUT_SECS, 90 s)",
+            open_all.as_secs_f64()
+        ));
+    }
     // The bench's own load: it must hold N sockets itself.
     let me = std::process::id();
     r.result("bench_rss_open_kib", util::rss_kib(me).ok());

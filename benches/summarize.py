@@ -21,15 +21,36 @@ REPORT = {
     "fan_out": (["subscribers", "pushes", "cross_instance"], {"p50 ms": "results.delivery_latency.p50_ms",
                                             "p99 ms": "results.delivery_latency.p99_ms",
                                             "max ms": "results.delivery_latency.max_ms",
-                                            "deliveries/s": "results.deliveries_per_s"}),
+                                            "deliveries/s": "results.deliveries_per_s",
+                                            "floor p50 ms": "floor.shape_fan_out.delivery_latency.p50_ms",
+                                            "floor p99 ms": "floor.shape_fan_out.delivery_latency.p99_ms",
+                                            "floor max ms": "floor.shape_fan_out.delivery_latency.max_ms"}),
     "race": (["clients", "rounds"], {"round p50 ms": "results.round_latency.p50_ms",
                                      "round max ms": "results.round_latency.max_ms"}),
     "reconnect_storm": (["clients", "events"], {"all synced ms": "results.all_synced_ms",
+                                                "synced": "results.synced",
                                                 "client p99 ms": "results.client_sync.p99_ms"}),
-    "idle": (["connections"], {"KiB/conn": "results.server_rss_per_conn_kib",
+    "idle": (["connections", "spread_addrs"], {"KiB/conn": "results.server_rss_per_conn_kib",
                                "idle CPU %": "results.server_idle_cpu_pct_of_one_core",
-                               "first 1000 open ms": "results.open_first_1000.ms",
-                               "ping p99 ms": "results.ping_rtt.p99_ms"}),
+                               "first 10000 open ms": "results.open_first_10000.ms",
+                               "all open ms": "results.open_all_ms",
+                               "failed": "results.open_failed",
+                               "ping p99 ms": "results.ping_rtt.p99_ms",
+                               "threads": "results.server_threads_open",
+                               "maps/conn": "results.server_maps_per_conn",
+                               "floor KiB/conn": "floor.shape_idle.rss_per_conn_kib",
+                               "floor CPU %": "floor.shape_idle.idle_cpu_pct_of_one_core"}),
+    "connect": (["connections", "spread_addrs"], {"first 10000 open ms": "results.open_first_10000.ms",
+                                  "all open ms": "results.open_all_ms",
+                                  "failed": "results.open_failed",
+                                  "one open p99 ms": "results.open_one_latency.p99_ms"}),
+    "hot_store": (["subscribers", "pushers", "events_per_pusher"], {
+        "deliveries/s": "results.deliveries_per_s",
+        "accepted/s": "results.accepted_per_s",
+        "p50 ms": "results.delivery_latency.p50_ms",
+        "p99 ms": "results.delivery_latency.p99_ms",
+        "max ms": "results.delivery_latency.max_ms",
+        "refusals": "results.refusals"}),
 }
 
 
@@ -69,6 +90,13 @@ def floors(lines):
             print(f"| {label} | {len(xs)} | {fmt(xs)} |")
 
 
+def loads(lines):
+    xs = [(d.get("machine") or {}).get("loadavg_1m_start") for d in lines]
+    xs = [x for x in xs if isinstance(x, (int, float))]
+    if xs:
+        print(f"\nload average (1 min) at the start of the runs: {fmt(xs)}")
+
+
 def main(paths):
     groups = defaultdict(list)
     lines = []
@@ -93,6 +121,7 @@ def main(paths):
             cells = [fmt([x for x in (get(r, p) for r in runs) if x is not None]) for p in figures.values()]
             print(f"| {size} | {proto} | {len(runs)} | {ok}/{len(runs)} | " + " | ".join(cells) + " |")
     floors(lines)
+    loads(lines)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,19 @@ Scenarios (each prints one JSON line on stdout; logs go to stderr):
                    [--subscriber-url ws://…] (subscribers on another instance)
   idle             N idle sockets pinging every 10 s; server RSS/CPU
                    --connections 10000 --stores 100 --idle-secs 30 --ping-interval-secs 10
-                   --open-threads 8 --server-pid PID
+                   --open-threads 64 --server-pid PID [--spread-addrs N]
+                   reports the time to open the first 1,000 / 10,000 / all;
+                   fails on any connection that did not open
+  connect          idle without the idle window: --connections 10000 --open-threads 64
+                   (figure: open_first_10000.ms; target <= 5 s)
   reconnect-storm  N synced clients drop, events are pushed, all reconnect
                    --clients 1000 --events 100 --seed-events 100
   race             C clients push on the same parent at once, R rounds
                    --clients 20 --rounds 10
+  hot-store        S live subscribers, P pushers racing on one store's head (a refused
+                   pusher rebases and pushes again); every subscriber must get every
+                   accepted event once, in order
+                   --subscribers 1000 --pushers 10 --events-per-pusher 50 --args-bytes 200
   floors           only the floors (PostgreSQL and loopback WebSocket)
   smoke            every scenario at tiny sizes; exit 1 if any check fails
                    (--protocol defaults to both 0.3 and 0.4 here)
@@ -37,10 +45,17 @@ Common options:
   --auth-token TOKEN     sync payload {\"authToken\":TOKEN} (default insecure-token-change-me;
                          'none' sends no payload)
   --timeout-secs S       timeout of one operation (default 30)
+  --spread-addrs N       connect to 127.0.0.1..127.0.0.N (round robin) on the URL's
+                         port instead of the URL's host, to get past one destination
+                         address's ephemeral ports (the server listens on 0.0.0.0)
   --database-url URL     PostgreSQL of the server, for the floors (without it the
                          PostgreSQL floors are skipped: \"floor\": null)
   --server-pid PID       the server's pid, for RSS and CPU (idle scenario)
   --store-prefix P       prefix of the store ids this run creates (default bench)
+  --shape-floor          (idle, fan-out) also measure the shape floor at the same size:
+                         a minimal server of the server's shape (reader + writer thread
+                         per socket, 256/64 KiB stacks, crossbeam channels; no database),
+                         run as a child process (`floor-server`); under floor.shape_*
   --floor-samples N      loopback WebSocket round trips for the floor (default 2000)
   --events-table T       table the COPY floor reads (default events)
   --copy-columns COLS    columns the COPY floor selects (default the event columns)

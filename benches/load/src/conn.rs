@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,11 @@ pub struct Target {
     pub payload: Option<String>,
     /// Default timeout of one operation.
     pub timeout: Duration,
+    /// Spread connections over this many loopback destination addresses
+    /// (127.0.0.1..127.0.0.N, on the URL's port; the server must listen on
+    /// 0.0.0.0): one destination address gives at most the ephemeral port
+    /// range (about 28,000) of connections. 1: connect to the URL's host.
+    pub spread_addrs: u8,
 }
 
 impl Target {
@@ -113,11 +118,18 @@ impl Conn {
     /// opening thousands of connections).
     pub fn open(t: &Target, store_id: &str, read_buffer: usize) -> Result<Conn, String> {
         let url = t.base.connect_url(t.proto, store_id, t.payload.as_deref());
-        let addr = (t.base.host.as_str(), t.base.port)
-            .to_socket_addrs()
-            .map_err(|e| format!("resolving {}: {e}", t.base.host))?
-            .next()
-            .ok_or_else(|| format!("{} resolves to nothing", t.base.host))?;
+        let serial = CONN_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let addr = if t.spread_addrs > 1 {
+            // Round robin over 127.0.0.1..=127.0.0.N.
+            let last = 1 + (serial % u64::from(t.spread_addrs)) as u8;
+            SocketAddr::from(([127, 0, 0, last], t.base.port))
+        } else {
+            (t.base.host.as_str(), t.base.port)
+                .to_socket_addrs()
+                .map_err(|e| format!("resolving {}: {e}", t.base.host))?
+                .next()
+                .ok_or_else(|| format!("{} resolves to nothing", t.base.host))?
+        };
         let stream = TcpStream::connect_timeout(&addr, t.timeout)
             .map_err(|e| format!("connecting to {addr}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -145,7 +157,6 @@ impl Conn {
                     HandshakeError::Interrupted(_) => "handshake timed out".to_string(),
                 },
             )?;
-        let serial = CONN_SERIAL.fetch_add(1, Ordering::Relaxed);
         Ok(Conn {
             ws,
             proto: t.proto,

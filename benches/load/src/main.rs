@@ -21,6 +21,7 @@ mod mock;
 mod proto;
 mod report;
 mod scenarios;
+mod shape;
 mod stats;
 mod util;
 
@@ -33,7 +34,7 @@ use crate::conn::Target;
 use crate::floors::{floor_json, Floors};
 use crate::proto::{BaseUrl, Proto};
 use crate::report::Report;
-use crate::scenarios::{cold_pull, fan_out, idle, push, race, reconnect_storm, Ctx};
+use crate::scenarios::{cold_pull, fan_out, hot_store, idle, push, race, reconnect_storm, Ctx};
 
 const DEFAULT_COPY_COLUMNS: &str =
     "seq_num, parent_seq_num, name, args, created_at, client_id, session_id";
@@ -62,6 +63,13 @@ fn usage_error(e: &str) -> ExitCode {
 
 /// Runs the command; `Ok(all checks passed)`, `Err` for bad usage.
 fn run(args: &Args) -> Result<bool, String> {
+    if args.command == "floor-server" {
+        // The shape floor's server (a child of the bench; see shape.rs).
+        let port = args.u64_or("port", 0)? as u16;
+        args.finish()?;
+        shape::serve(port)?;
+        return Ok(true);
+    }
     let is_smoke = args.command == "smoke";
     let protocols: Vec<Proto> = match args.opt_str("protocol") {
         Some(p) if p == "both" => vec![Proto::V03, Proto::V04],
@@ -81,6 +89,10 @@ fn run(args: &Args) -> Result<bool, String> {
     let server_pid = args.opt_u64("server-pid")?.map(|p| p as u32);
     let store_prefix = args.str_or("store-prefix", "bench");
     let url = args.opt_str("url");
+    let spread_addrs = args.usize_or("spread-addrs", 1)?;
+    if !(1..=254).contains(&spread_addrs) {
+        return Err("--spread-addrs must be between 1 and 254".into());
+    }
 
     if args.command == "floors" {
         args.finish()?;
@@ -110,6 +122,10 @@ fn run(args: &Args) -> Result<bool, String> {
             let p = idle::Params::from_args(args)?;
             Plan::One(Box::new(move |c| idle::run(c, &p)))
         }
+        "connect" => {
+            let p = idle::Params::connect_from_args(args)?;
+            Plan::One(Box::new(move |c| idle::run(c, &p)))
+        }
         "reconnect-storm" => {
             let p = reconnect_storm::Params::from_args(args)?;
             Plan::One(Box::new(move |c| reconnect_storm::run(c, &p)))
@@ -117,6 +133,10 @@ fn run(args: &Args) -> Result<bool, String> {
         "race" => {
             let p = race::Params::from_args(args)?;
             Plan::One(Box::new(move |c| race::run(c, &p)))
+        }
+        "hot-store" => {
+            let p = hot_store::Params::from_args(args)?;
+            Plan::One(Box::new(move |c| hot_store::run(c, &p)))
         }
         "smoke" => Plan::Smoke,
         other => return Err(format!("unknown scenario {other:?}")),
@@ -131,6 +151,7 @@ fn run(args: &Args) -> Result<bool, String> {
             proto: protocols[0],
             payload,
             timeout,
+            spread_addrs: spread_addrs as u8,
         },
         floors,
         server_pid,
@@ -183,6 +204,7 @@ fn smoke(ctx: &Ctx) -> Vec<Report> {
         emit(idle::run(ctx, &idle::Params::smoke())),
         emit(reconnect_storm::run(ctx, &reconnect_storm::Params::smoke())),
         emit(race::run(ctx, &race::Params::smoke())),
+        emit(hot_store::run(ctx, &hot_store::Params::smoke())),
     ]
 }
 

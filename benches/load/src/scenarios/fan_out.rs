@@ -24,6 +24,9 @@ pub struct Params {
     /// Subscribers connect here instead of `--url` (another instance on the
     /// same PostgreSQL: cross-instance fan-out).
     pub subscriber_url: Option<String>,
+    /// Also measure the shape floor's fan-out (a minimal thread-per-connection
+    /// server broadcasting a pre-encoded frame, see shape.rs) at the same size.
+    pub shape_floor: bool,
 }
 
 impl Params {
@@ -33,6 +36,7 @@ impl Params {
             pushes: a.count_or("pushes", 200)?,
             args_bytes: a.usize_or("args-bytes", 200)?,
             subscriber_url: a.opt_str("subscriber-url"),
+            shape_floor: a.opt_str("shape-floor").is_some(),
         })
     }
 
@@ -42,6 +46,7 @@ impl Params {
             pushes: 10,
             args_bytes: 200,
             subscriber_url: None,
+            shape_floor: false,
         }
     }
 }
@@ -224,6 +229,18 @@ fn run_inner(ctx: &Ctx, p: &Params, store: &str, r: &mut Report) -> Result<(), S
             }
             floor["pg_insert"] = floor_json(&pg, |f| f.json.clone());
         }
+    }
+    if p.shape_floor {
+        // At the push rate this run reached.
+        let interval = push_done / p.pushes.max(1) as u32;
+        let shape = crate::shape::fan_out_floor(p.subscribers, p.pushes, interval);
+        if let Ok(f) = &shape {
+            r.ratio(
+                "latency_p99_vs_shape_floor_p99",
+                ratio(lat.pct(99.0), f["delivery_latency"]["p99_ms"].as_f64()),
+            );
+        }
+        floor["shape_fan_out"] = floor_json(&shape, |f| f.clone());
     }
     r.floor = Some(floor);
     Ok(())

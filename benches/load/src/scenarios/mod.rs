@@ -3,6 +3,7 @@
 
 pub mod cold_pull;
 pub mod fan_out;
+pub mod hot_store;
 pub mod idle;
 pub mod push;
 pub mod race;
@@ -246,6 +247,7 @@ mod tests {
                 proto: Proto::V03,
                 payload: Some(r#"{"authToken":"t"}"#.into()),
                 timeout: Duration::from_secs(5),
+                spread_addrs: 1,
             },
             floors: Floors::new(None, 20, "events".into(), "*".into()),
             server_pid: None,
@@ -274,6 +276,7 @@ mod tests {
         assert_ok(idle::run(&c, &idle));
         assert_ok(reconnect_storm::run(&c, &reconnect_storm::Params::smoke()));
         assert_ok(race::run(&c, &race::Params::smoke()));
+        assert_ok(hot_store::run(&c, &hot_store::Params::smoke()));
     }
 
     #[test]
@@ -296,6 +299,21 @@ mod tests {
         assert!(f.contains("duplicate"), "{f}");
         let f = failures(&push::run(&c, &push::Params::smoke()));
         assert!(f.contains("duplicate"), "{f}");
+        let f = failures(&hot_store::run(&c, &hot_store::Params::smoke()));
+        assert!(f.contains("duplicate"), "{f}");
+    }
+
+    #[test]
+    fn hot_store_fails_when_two_pushes_win_a_seq_num() {
+        let c = ctx(Faults {
+            no_parent_check: true,
+            ..Faults::default()
+        });
+        let f = failures(&hot_store::run(&c, &hot_store::Params::smoke()));
+        assert!(
+            f.contains("accepted twice") || f.contains("duplicate"),
+            "{f}"
+        );
     }
 
     #[test]

@@ -63,7 +63,7 @@ struct Turn {
 
 /// A refusal reduced to its kind: the 0.4 error tag, or the 0.3 message
 /// with its numbers replaced by `#`.
-fn rejection_kind(m: &str) -> String {
+pub(crate) fn rejection_kind(m: &str) -> String {
     let m = match m.split_once(": {") {
         Some((tag, _)) => tag,
         None => m,

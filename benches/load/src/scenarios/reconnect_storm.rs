@@ -34,7 +34,7 @@ impl Params {
             clients,
             events: a.count_or("events", 100)?,
             seed_events: a.usize_or("seed-events", 100)?,
-            open_threads: a.count_or("open-threads", 8)?,
+            open_threads: a.count_or("open-threads", 64)?,
             concurrency: a.count_or("concurrency", clients.min(1000))?,
         })
     }

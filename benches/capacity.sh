@@ -28,6 +28,13 @@
 #                                                                (FANOUT_SIZES="100 1000")
 #   hot-store  1,000 subscribers, 10 pushers racing on one head (50 accepted events
 #              each): deliveries/s, accepted/s, latency, refusals. (HOT_SIZES="1000")
+#   idle-instances
+#              the idle run split over INSTANCES (default 3) servers on one PostgreSQL
+#              database, one bench process per server, all at once; one combined line
+#              (scenario idle_instances: summed RSS per connection, summed CPU, none
+#              refused) with each part under "parts". For a machine whose per-process
+#              open-files limit is below the size: this VM's hard limit is 20,000 and
+#              root cannot raise it (no CAP_SYS_RESOURCE).  (INSTANCES_SIZES="50000")
 # Every scenario runs over PROTOCOLS (default "0.3 0.4"). With SHAPE_FLOOR=1
 # (default) idle and fan-out also measure, in the same run and at the same
 # size, the floor of the shape (--shape-floor: a minimal server with one
@@ -74,11 +81,13 @@ CONNECT_SIZES="${CONNECT_SIZES:-10000}"
 STORM_SIZES="${STORM_SIZES:-10000}"
 FANOUT_SIZES="${FANOUT_SIZES:-100 1000}"
 HOT_SIZES="${HOT_SIZES:-1000}"
+INSTANCES="${INSTANCES:-3}"
+INSTANCES_SIZES="${INSTANCES_SIZES:-50000}"
 SHAPE_FLOOR="${SHAPE_FLOOR:-1}"
 SHAPE=(); [ "$SHAPE_FLOOR" = 1 ] && SHAPE=(--shape-floor)
 if [ -n "${SIZES:-}" ]; then
   IDLE_SIZES="$SIZES"; CONNECT_SIZES="$SIZES"; STORM_SIZES="$SIZES"
-  FANOUT_SIZES="$SIZES"; HOT_SIZES="$SIZES"
+  FANOUT_SIZES="$SIZES"; HOT_SIZES="$SIZES"; INSTANCES_SIZES="$SIZES"
 fi
 
 if [ -z "${NO_BUILD:-}" ]; then cargo build --release --locked --workspace --bins; fi
@@ -110,6 +119,7 @@ before_u="$(ulimit -u)"
 ulimit -u unlimited 2>/dev/null || ulimit -u "$(ulimit -Hu)"
 echo "processes (ulimit -u; the server counts threads against it): $before_u -> $(ulimit -u)" >&2
 for n in $IDLE_SIZES $CONNECT_SIZES $STORM_SIZES; do
+  case " $SCENARIOS " in *" idle "*|*" connect "*|*" storm "*) ;; *) break ;; esac
   if [ "$(ulimit -n)" != unlimited ] && [ "$((n + 1000))" -gt "$(ulimit -n)" ]; then
     echo "WARNING: $n connections need more than the open-files limit $(ulimit -n) (raising the hard" \
       "limit needs CAP_SYS_RESOURCE): the server caps its connections below it and that run will fail" >&2
@@ -130,7 +140,13 @@ cleanup() {
   psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$SQLITE_DIR" "$LOG"
 }
-trap cleanup EXIT
+# The servers besides the first of an idle-instances run.
+EXTRA_PIDS=()
+stop_instances() {
+  for p in "${EXTRA_PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  EXTRA_PIDS=()
+}
+trap 'stop_instances; cleanup' EXIT
 
 start_server() {
   psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
@@ -173,8 +189,49 @@ run() {
   done
 }
 
+# run_instances N: the idle run of N connections split over INSTANCES servers
+# sharing one PostgreSQL database (ports PORT..), one bench process each, all
+# at once; the combined line is appended to OUT.
+run_instances() {
+  local n="$1" k="$INSTANCES" per=$(( $1 / INSTANCES ))
+  [ "$BACKEND" = postgres ] || { echo "idle-instances needs BACKEND=postgres" >&2; return 0; }
+  for proto in $PROTOCOLS; do
+    for i in $(seq 1 "$RUNS"); do
+      echo "== idle over $k instances, $n connections --protocol $proto (run $i/$RUNS, load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+      start_server || continue   # the first creates the database
+      local pids=("$SERVER_PID") parts=() j
+      for j in $(seq 1 $((k - 1))); do
+        local log="$LOG.$j"
+        # shellcheck disable=SC2086
+        "$SERVER" --host 0.0.0.0 --port "$((PORT + j))" --database-url "$PG/$DB" $PACE_FLAGS $CAP_FLAGS \
+          --auth-token bench-token --admin-secret bench-admin --log-level info >"$log" 2>&1 &
+        EXTRA_PIDS+=("$!"); pids+=("$!")
+        for _ in $(seq 1 600); do grep -q "listening on" "$log" && break; sleep 0.1; done
+      done
+      for j in $(seq 0 $((k - 1))); do
+        parts+=("$(mktemp)")
+        "$BENCH" idle --url "ws://127.0.0.1:$((PORT + j))" --database-url "$PG/$DB" \
+          --server-pid "${pids[$j]}" --auth-token bench-token --protocol "$proto" \
+          --connections "$per" --open-threads 64 --spread-addrs "$SPREAD" \
+          --idle-secs "$IDLE_SECS" --timeout-secs 60 >"${parts[$j]}" &
+      done
+      wait_benches=0
+      for job in $(jobs -p); do
+        case " ${pids[*]} " in *" $job "*) ;; *) wait "$job" || wait_benches=1 ;; esac
+      done
+      [ "$wait_benches" = 0 ] || echo "!! an idle part failed its checks" >&2
+      python3 benches/summarize.py --combine-instances "${parts[@]}" >>"$OUT" \
+        || echo "!! idle-instances: no combined line" >&2
+      rm -f "${parts[@]}" "$LOG".*
+      stop_instances
+      stop_server
+    done
+  done
+}
+
 for s in $SCENARIOS; do
   case "$s" in
+    idle-instances) for n in $INSTANCES_SIZES; do run_instances "$n"; done ;;
     idle) for n in $IDLE_SIZES; do
         run idle --connections "$n" --open-threads 64 --spread-addrs "$SPREAD" \
           --idle-secs "$IDLE_SECS" --timeout-secs 60 "${SHAPE[@]}"

@@ -44,6 +44,13 @@ REPORT = {
                                   "all open ms": "results.open_all_ms",
                                   "failed": "results.open_failed",
                                   "one open p99 ms": "results.open_one_latency.p99_ms"}),
+    "idle_instances": (["connections", "instances"], {
+        "KiB/conn": "results.server_rss_per_conn_kib",
+        "idle CPU %": "results.server_idle_cpu_pct_of_one_core",
+        "all open ms": "results.open_all_ms",
+        "failed": "results.open_failed",
+        "ping p99 ms": "results.ping_rtt_p99_ms",
+        "threads": "results.server_threads_open"}),
     "hot_store": (["subscribers", "pushers", "events_per_pusher"], {
         "deliveries/s": "results.deliveries_per_s",
         "accepted/s": "results.accepted_per_s",
@@ -124,5 +131,46 @@ def main(paths):
     loads(lines)
 
 
+def combine_instances(paths):
+    """One line of the idle runs of several servers at once (benches/capacity.sh
+    idle-instances): the servers' RSS growth and CPU summed over all their
+    connections; ok only if every part is."""
+    parts = []
+    for path in paths:
+        for line in open(path):
+            if line.strip().startswith("{"):
+                parts.append(json.loads(line))
+    if len(parts) != len(paths):
+        print(f"expected {len(paths)} idle lines, got {len(parts)}", file=sys.stderr)
+        sys.exit(1)
+    r = lambda d, k: d["results"].get(k, 0) or 0
+    opened = sum(r(d, "opened") for d in parts)
+    grown = sum(r(d, "server_rss_open_kib") - r(d, "server_rss_before_kib") for d in parts)
+    out = {
+        "scenario": "idle_instances",
+        "protocol": parts[0].get("protocol"),
+        "ok": all(d.get("ok") for d in parts),
+        "failures": [f for d in parts for f in d.get("failures", [])],
+        "params": {"connections": sum(d["params"]["connections"] for d in parts),
+                   "instances": len(parts)},
+        "machine": parts[0].get("machine"),
+        "results": {
+            "opened": opened,
+            "open_failed": sum(r(d, "open_failed") for d in parts),
+            "server_rss_per_conn_kib": round(grown / opened, 3) if opened else None,
+            "server_idle_cpu_pct_of_one_core": round(sum(r(d, "server_idle_cpu_pct_of_one_core") for d in parts), 3),
+            "open_all_ms": max(r(d, "open_all_ms") for d in parts),
+            "ping_rtt_p99_ms": max(d["results"].get("ping_rtt", {}).get("p99_ms", 0) for d in parts),
+            "server_threads_open": sum(r(d, "server_threads_open") for d in parts),
+        },
+        "parts": parts,
+    }
+    print(json.dumps(out, sort_keys=True))
+    sys.exit(0 if out["ok"] else 1)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--combine-instances"]:
+        combine_instances(sys.argv[2:])
+    else:
+        main(sys.argv[1:])

@@ -281,8 +281,8 @@ impl Store {
         &self.id
     }
 
-    pub(crate) fn storage(&self) -> &dyn Storage {
-        &*self.storage
+    pub(crate) fn storage_arc(&self) -> &Arc<dyn Storage> {
+        &self.storage
     }
 
     pub(crate) fn limits(&self) -> &Limits {

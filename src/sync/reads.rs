@@ -6,7 +6,8 @@
 //! connection. The deepest point of that stack was its first pull's read:
 //! the PostgreSQL client's `block_on` frames, or SQLite's virtual machine
 //! and, on a fresh read connection, its parser. Read here, those frames
-//! are touched on a handful of threads; the reader waits for the rows
+//! (and, on PostgreSQL, the stored head each pull reads first) are
+//! touched on a handful of threads; the reader waits for the rows
 //! (one hand-off each way, a few microseconds against a read of a page).
 //!
 //! Workers start on demand up to [`MAX_WORKERS`]; a read waits for a free
@@ -16,20 +17,18 @@
 //! goes on unwinding on the caller's thread, so it ends that connection as
 //! it would have.
 
-use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::model::StoredEvent;
+use crate::model::{StoreMeta, StoredEvent};
 use crate::storage::{Storage, StorageError};
 
 /// Threads reading at most at once.
 pub const MAX_WORKERS: usize = 8;
 
-type Rows = Result<Vec<StoredEvent>, StorageError>;
 type Job = Box<dyn FnOnce() + Send>;
 
 struct Pool {
@@ -91,24 +90,37 @@ pub fn read(
     after: i64,
     up_to: i64,
     limit: usize,
-) -> Rows {
+) -> Result<Vec<StoredEvent>, StorageError> {
+    let store_id = store_id.to_string();
+    run(storage, move |s| s.read(&store_id, after, up_to, limit))
+}
+
+/// [`Storage::open_store`] (a store's stored head) on a shared reading thread.
+pub fn open_store(storage: &Arc<dyn Storage>, store_id: &str) -> Result<StoreMeta, StorageError> {
+    let store_id = store_id.to_string();
+    run(storage, move |s| s.open_store(&store_id))
+}
+
+/// Runs `f` on a shared reading thread and waits for its answer.
+fn run<T: Send + 'static>(
+    storage: &Arc<dyn Storage>,
+    f: impl FnOnce(&dyn Storage) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
     let pool = pool();
     if !pool.worker_for_next() {
-        return storage.read(store_id, after, up_to, limit);
+        return f(&**storage);
     }
-    let (done, answer) = crossbeam_channel::bounded::<Result<Rows, Box<dyn Any + Send>>>(1);
-    let (storage, store_id) = (storage.clone(), store_id.to_string());
+    let (done, answer) = crossbeam_channel::bounded::<std::thread::Result<_>>(1);
+    let storage = storage.clone();
     let job: Job = Box::new(move || {
-        let rows = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            storage.read(&store_id, after, up_to, limit)
-        }));
-        let _ = done.send(rows);
+        let answer = std::panic::catch_unwind(AssertUnwindSafe(|| f(&*storage)));
+        let _ = done.send(answer);
     });
     if pool.jobs.send(job).is_err() {
         unreachable!("the pool keeps its own receiver");
     }
     match answer.recv() {
-        Ok(Ok(rows)) => rows,
+        Ok(Ok(answer)) => answer,
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
         Err(_) => Err(StorageError("the storage read was lost".into())),
     }

@@ -10,76 +10,89 @@
 //! touched on a handful of threads; the reader waits for the rows
 //! (one hand-off each way, a few microseconds against a read of a page).
 //!
-//! Workers start on demand up to [`MAX_WORKERS`]; a read waits for a free
-//! one beyond that (the storage's own connection pool bounds concurrent
+//! Workers start on demand up to [`MAX_WORKERS`] and end after
+//! [`IDLE_EXIT`] without work; a read waits for a free one beyond that (the storage's own connection pool bounds concurrent
 //! reads anyway). If no worker can be started (the OS refuses a thread),
 //! the read runs on the caller's thread, as before. A panic in the storage
 //! goes on unwinding on the caller's thread, so it ends that connection as
 //! it would have.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
 
 use crate::model::{StoreMeta, StoredEvent};
 use crate::storage::{Storage, StorageError};
 
 /// Threads reading at most at once.
 pub const MAX_WORKERS: usize = 8;
+/// A worker with nothing to read for this long ends (a later read starts
+/// another): an idle server keeps no extra threads.
+const IDLE_EXIT: Duration = Duration::from_secs(5);
 
 type Job = Box<dyn FnOnce() + Send>;
 
+#[derive(Default)]
 struct Pool {
-    jobs: Sender<Job>,
-    queue: Receiver<Job>,
-    workers: AtomicUsize,
-    idle: AtomicUsize,
+    state: Mutex<State>,
+    work: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    workers: usize,
+    idle: usize,
 }
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let (jobs, queue) = crossbeam_channel::unbounded();
-        Pool {
-            jobs,
-            queue,
-            workers: AtomicUsize::new(0),
-            idle: AtomicUsize::new(0),
-        }
-    })
+    POOL.get_or_init(Pool::default)
 }
 
 impl Pool {
-    /// Makes sure a worker will take the next job: true if one is idle or
-    /// was started, or all are busy (the job waits its turn).
-    fn worker_for_next(&'static self) -> bool {
-        if self.idle.load(Ordering::SeqCst) > 0 {
-            return true;
+    /// Queues `job` for a worker, starting one if none is idle and fewer
+    /// than [`MAX_WORKERS`] run. Gives the job back if no worker runs and
+    /// none can be started.
+    fn submit(&'static self, job: Job) -> Result<(), Job> {
+        let mut st = self.state.lock();
+        if st.idle == 0 && st.workers < MAX_WORKERS {
+            let started = std::thread::Builder::new()
+                .name("storage-read".into())
+                .spawn(move || self.work());
+            match started {
+                Ok(_) => st.workers += 1,
+                Err(_) if st.workers == 0 => return Err(job),
+                Err(_) => {}
+            }
         }
-        let n = self.workers.fetch_add(1, Ordering::SeqCst);
-        if n >= MAX_WORKERS {
-            self.workers.fetch_sub(1, Ordering::SeqCst);
-            return true;
+        st.jobs.push_back(job);
+        self.work.notify_one();
+        Ok(())
+    }
+
+    /// A worker's life: jobs until none came for [`IDLE_EXIT`]. Decided
+    /// under the lock jobs are queued under, so no job is left behind.
+    fn work(&self) {
+        let mut st = self.state.lock();
+        loop {
+            if let Some(job) = st.jobs.pop_front() {
+                drop(st);
+                job();
+                st = self.state.lock();
+                continue;
+            }
+            st.idle += 1;
+            let timed_out = self.work.wait_for(&mut st, IDLE_EXIT).timed_out();
+            st.idle -= 1;
+            if timed_out && st.jobs.is_empty() {
+                st.workers -= 1;
+                return;
+            }
         }
-        let queue = self.queue.clone();
-        let started = std::thread::Builder::new()
-            .name("storage-read".into())
-            .spawn(move || loop {
-                self.idle.fetch_add(1, Ordering::SeqCst);
-                let job = queue.recv();
-                self.idle.fetch_sub(1, Ordering::SeqCst);
-                match job {
-                    Ok(job) => job(),
-                    Err(_) => return,
-                }
-            });
-        if started.is_err() {
-            self.workers.fetch_sub(1, Ordering::SeqCst);
-            return self.workers.load(Ordering::SeqCst) > 0;
-        }
-        true
     }
 }
 
@@ -106,18 +119,15 @@ fn run<T: Send + 'static>(
     storage: &Arc<dyn Storage>,
     f: impl FnOnce(&dyn Storage) -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
-    let pool = pool();
-    if !pool.worker_for_next() {
-        return f(&**storage);
-    }
     let (done, answer) = crossbeam_channel::bounded::<std::thread::Result<_>>(1);
     let storage = storage.clone();
     let job: Job = Box::new(move || {
         let answer = std::panic::catch_unwind(AssertUnwindSafe(|| f(&*storage)));
         let _ = done.send(answer);
     });
-    if pool.jobs.send(job).is_err() {
-        unreachable!("the pool keeps its own receiver");
+    if let Err(job) = pool().submit(job) {
+        // No thread to be had: read here, as before.
+        job();
     }
     match answer.recv() {
         Ok(Ok(answer)) => answer,
@@ -164,6 +174,6 @@ mod tests {
                 });
             }
         });
-        assert!(pool().workers.load(Ordering::SeqCst) <= MAX_WORKERS);
+        assert!(pool().state.lock().workers <= MAX_WORKERS);
     }
 }

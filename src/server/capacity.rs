@@ -222,7 +222,10 @@ mod tests {
             from_limits(Some(65_530), Some(65_536), Some(4_000)),
             cap(1_900, THREADS_MAX)
         );
-        assert_eq!(from_limits(None, None, Some(4_000)), cap(1_900, THREADS_MAX));
+        assert_eq!(
+            from_limits(None, None, Some(4_000)),
+            cap(1_900, THREADS_MAX)
+        );
     }
 
     #[test]

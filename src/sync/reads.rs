@@ -17,8 +17,8 @@
 //! goes on unwinding on the caller's thread, so it ends that connection as
 //! it would have.
 
-use std::panic::AssertUnwindSafe;
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 

@@ -76,7 +76,8 @@ impl OsLimits {
         fn threads(t: usize) -> usize {
             t.saturating_sub(RESERVE / 10) / 2
         }
-        let rows: [(&'static str, Option<usize>, fn(usize) -> usize); 6] = [
+        type Row = (&'static str, Option<usize>, fn(usize) -> usize);
+        let rows: [Row; 6] = [
             (MAPS, self.max_map_count, maps),
             (NOFILE, self.nofile, files),
             (NPROC, self.nproc, threads),

@@ -93,7 +93,8 @@ impl std::str::FromStr for MetricsAccess {
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Open TCP connections (HTTP and WebSocket together). Past it, a new
-    /// connection gets `503` and is closed. Default 20,000.
+    /// connection gets `503` and is closed. Default 50,000 (lowered at start
+    /// to what the OS limits allow, see `server::capacity`).
     pub max_connections: usize,
     /// Open TCP connections from one client address. Past it, a new
     /// connection gets `429` (`Too many connections from your address`) and
@@ -184,7 +185,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 20_000,
+            max_connections: 50_000,
             max_connections_per_ip: 1_000,
             request_head_timeout: Duration::from_secs(10),
             max_message_bytes: 32 * 1024 * 1024,
@@ -845,7 +846,7 @@ mod tests {
             ("--log-level", "LOG_LEVEL", "info"),
             ("--cors-origins", "CORS_ORIGINS", "*"),
             ("--metrics", "METRICS", "admin"),
-            ("--max-connections", "MAX_CONNECTIONS", "20000"),
+            ("--max-connections", "MAX_CONNECTIONS", "50000"),
             ("--max-connections-per-ip", "MAX_CONNECTIONS_PER_IP", "1000"),
             (
                 "--request-head-timeout-secs",

@@ -367,7 +367,9 @@ impl Server {
     pub fn run(mut self) -> usize {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let mut limits = self.ctx.config.limits.clone();
-        if let Some(cap) = capacity::os_capacity() {
+        let os = capacity::OsLimits::read();
+        log::info!("limits read at start: {}", os.describe());
+        if let Some(cap) = os.capacity() {
             if cap.connections < limits.max_connections {
                 log::warn!(
                     "MAX_CONNECTIONS lowered from {} to {}: {} allows no more (see README, \"Many connections\")",

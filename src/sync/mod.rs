@@ -11,6 +11,7 @@
 mod fuzz;
 pub mod hub;
 pub mod pull;
+pub mod reads;
 pub mod sink;
 pub mod store;
 #[cfg(test)]

@@ -76,13 +76,22 @@ impl Backlog {
     /// The next page, or `None` after the last one. An empty range yields
     /// exactly one empty page with `remaining == 0`.
     pub fn next_page(&mut self, storage: &dyn Storage) -> Result<Option<Page>, StorageError> {
+        self.next_page_with(|id, from, up_to, rows| storage.read(id, from, up_to, rows))
+    }
+
+    /// [`Backlog::next_page`], reading with `read` (arguments as
+    /// [`Storage::read`]'s).
+    pub fn next_page_with(
+        &mut self,
+        mut read: impl FnMut(&str, i64, i64, usize) -> Result<Vec<StoredEvent>, StorageError>,
+    ) -> Result<Option<Page>, StorageError> {
         if self.done {
             return Ok(None);
         }
         // A page's worth buffered (or all that is left), then the page rule.
         let mut from = self.buf.back().map_or(self.after, |e| e.event.seq_num);
         while self.buf.len() < crate::model::PAGE_EVENTS && from < self.up_to {
-            let rows = storage.read(&self.store_id, from, self.up_to, self.read_rows)?;
+            let rows = read(&self.store_id, from, self.up_to, self.read_rows)?;
             let Some(last) = rows.last() else {
                 // A gap at the end of the log (cannot happen with a
                 // contiguous log); stop rather than loop.
@@ -222,7 +231,12 @@ impl Pull {
         let Some(paging) = self.paging.as_mut() else {
             return Ok(Progress::Done);
         };
-        let mut page = match paging.backlog.next_page(self.store.storage()) {
+        // On a shared reading thread: the storage client's deep frames stay
+        // off this (long-lived, per-socket) thread's stack (`reads.rs`).
+        let storage = self.store.storage_arc();
+        let mut page = match paging.backlog.next_page_with(|id, from, up_to, rows| {
+            super::reads::read(storage, id, from, up_to, rows)
+        }) {
             Ok(Some(page)) => page,
             Ok(None) => return self.finish(),
             Err(e) => {

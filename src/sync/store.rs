@@ -281,8 +281,8 @@ impl Store {
         &self.id
     }
 
-    pub(crate) fn storage(&self) -> &dyn Storage {
-        &*self.storage
+    pub(crate) fn storage_arc(&self) -> &Arc<dyn Storage> {
+        &self.storage
     }
 
     pub(crate) fn limits(&self) -> &Limits {
@@ -344,11 +344,8 @@ impl Store {
         // store's subscribers get the same events first. The stored head is
         // read outside the mutex, so pushes and other pulls go on meanwhile.
         let stored = if self.storage.shared() {
-            Some(
-                self.storage
-                    .open_store(&self.id)
-                    .map_err(PullRefused::Storage)?,
-            )
+            // On a shared reading thread, like the pages (`reads.rs`).
+            Some(super::reads::open_store(&self.storage, &self.id).map_err(PullRefused::Storage)?)
         } else {
             None
         };

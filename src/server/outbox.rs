@@ -28,9 +28,8 @@
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -142,11 +141,6 @@ pub struct Outbox {
     /// The socket: written by `send`'s shortcut, cut on overflow or shutdown.
     stream: Option<Arc<TcpStream>>,
     dead: AtomicBool,
-    /// The writer thread, parked while its queue is empty (see `ws::next_message`):
-    /// crossbeam's blocking `recv` yields the CPU four times before it
-    /// sleeps, each a context switch on a busy machine, for every message.
-    writer: OnceLock<Thread>,
-    asleep: AtomicBool,
     /// Where a drop as too slow is counted.
     metrics: Arc<Metrics>,
     /// For log lines.
@@ -178,8 +172,6 @@ impl Outbox {
                 waiting: AtomicBool::new(false),
                 stream,
                 dead: AtomicBool::new(false),
-                writer: OnceLock::new(),
-                asleep: AtomicBool::new(false),
                 metrics,
                 label,
             }),
@@ -292,33 +284,6 @@ impl Outbox {
         // Counted like any message, so the writer's `taken` stays balanced.
         self.pending.fetch_add(1, SeqCst);
         let _ = self.tx.send(Outbound::Finish);
-        self.wake_writer();
-    }
-
-    /// For the writer thread, once at its start: where [`Outbox::wake_writer`] finds it.
-    pub fn register_writer(&self) {
-        let _ = self.writer.set(std::thread::current());
-    }
-
-    /// For the writer thread, about to park ([`Outbox::wake_writer`] then
-    /// unparks it), or (`false`) awake again.
-    pub fn writer_asleep(&self, asleep: bool) {
-        self.asleep.store(asleep, SeqCst);
-        // Pairs with the fence in `wake_writer`: either the writer's check
-        // of the queue after this sees the message, or the sender sees
-        // `asleep` and unparks it (a store-load pair on each side).
-        fence(SeqCst);
-    }
-
-    /// After a message was queued: unparks the writer if it is parked (one
-    /// system call then; none while it is awake).
-    fn wake_writer(&self) {
-        fence(SeqCst);
-        if self.asleep.load(SeqCst) && self.asleep.swap(false, SeqCst) {
-            if let Some(t) = self.writer.get() {
-                t.unpark();
-            }
-        }
     }
 
     /// For the writer thread: held while it counts messages as taken
@@ -367,7 +332,6 @@ impl Outbox {
             self.dead.store(true, SeqCst);
             return Err(Gone);
         }
-        self.wake_writer();
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::Receiver;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
@@ -394,64 +394,26 @@ impl Chunks {
     }
 }
 
-/// Spin steps (1, 2, 4, ... 64 spin-loop hints, about as long as crossbeam's
-/// own spin) a writer tries the queue before it parks: the next message of a
-/// burst (a pull page, the broadcast after an ack) is taken without a
-/// sleep and a wake-up.
-const SPIN_STEPS: u32 = 6;
-
-/// The writer's next message: a short spin, then parked until a sender
-/// queues one (`Outbox::wake_writer`), or `None` past `deadline` or when
-/// the queue is disconnected. Unlike crossbeam's blocking `recv`, it never
-/// yields the CPU between the spin and the sleep: on two cores with hundreds
-/// of runnable threads, each of its four yields was a context switch, for
-/// every message a fan-out queued.
-fn next_message(
-    rx: &Receiver<Outbound>,
-    outbox: &Outbox,
-    deadline: Option<Instant>,
-) -> Option<Outbound> {
-    for step in 0..=SPIN_STEPS {
-        match rx.try_recv() {
-            Ok(m) => return Some(m),
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) => {}
-        }
-        for _ in 0..1u32 << step {
-            std::hint::spin_loop();
-        }
-    }
-    loop {
-        outbox.writer_asleep(true);
-        match rx.try_recv() {
-            Ok(m) => {
-                outbox.writer_asleep(false);
-                return Some(m);
-            }
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) => {}
-        }
-        match deadline {
-            None => std::thread::park(),
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    outbox.writer_asleep(false);
-                    return None;
-                }
-                std::thread::park_timeout(d - now);
-            }
-        }
+/// The writer's next message, or `None` past `deadline` or once the queue
+/// is disconnected. crossbeam's blocking receive spins, yields a few times,
+/// then sleeps: the yields catch the next message of a burst (the broadcast
+/// after an ack, the next pull page) without a sleep and a wake-up. A
+/// writer that parked right after its spin had half the context switches
+/// and twice the fan-out latency on a quiet machine (BENCHMARKS.md, issue
+/// 14, "Tried and reverted").
+fn next_message(rx: &Receiver<Outbound>, deadline: Option<Instant>) -> Option<Outbound> {
+    match deadline {
+        None => rx.recv().ok(),
+        Some(d) => rx.recv_deadline(d).ok(),
     }
 }
 
 fn write_loop(rx: &Receiver<Outbound>, stream: &TcpStream, outbox: &Outbox) {
-    outbox.register_writer();
     let mut buf: Vec<u8> = Vec::new();
     let mut chunks = Chunks::default();
     let mut closing = false;
     let mut close_deadline = None;
-    'outer: while let Some(first) = next_message(rx, outbox, close_deadline) {
+    'outer: while let Some(first) = next_message(rx, close_deadline) {
         // A dead socket (killed, or a write failed) takes no more writes.
         if outbox.is_dead() {
             break;

@@ -70,6 +70,9 @@ NOFILE="${NOFILE:-250000}"
 # --pushes-per-second 0: the pushers push back to back; paced, the latencies
 # would measure the pacing. Servers older than the limit: PACE_FLAGS=.
 PACE_FLAGS="${PACE_FLAGS---pushes-per-second 0}"
+# The server's environment: glibc's per-thread malloc cache off, as the
+# systemd units set it (SERVER_ENV= for glibc's default).
+SERVER_ENV="${SERVER_ENV-GLIBC_TUNABLES=glibc.malloc.tcache_count=0}"
 # Connection caps far above the run (the spread addresses all come from 127.0.0.1).
 # --ws-idle-timeout-secs 600: the idle scenario's sockets send their first ping
 # only once all N are open; on a busy machine opening 19,000 took over 90 s (the
@@ -118,6 +121,7 @@ fi
 before_u="$(ulimit -u)"
 ulimit -u unlimited 2>/dev/null || ulimit -u "$(ulimit -Hu)"
 echo "processes (ulimit -u; the server counts threads against it): $before_u -> $(ulimit -u)" >&2
+echo "server environment: ${SERVER_ENV:-none, glibc defaults}" >&2
 for n in $IDLE_SIZES $CONNECT_SIZES $STORM_SIZES; do
   case " $SCENARIOS " in *" idle "*|*" connect "*|*" storm "*) ;; *) break ;; esac
   if [ "$(ulimit -n)" != unlimited ] && [ "$((n + 1000))" -gt "$(ulimit -n)" ]; then
@@ -159,7 +163,7 @@ start_server() {
   fi
   : >"$LOG"  # the previous server's "listening on" must not count
   # shellcheck disable=SC2086
-  "$SERVER" --host 0.0.0.0 --port "$PORT" --database-url "$db" $PACE_FLAGS $CAP_FLAGS \
+  env $SERVER_ENV "$SERVER" --host 0.0.0.0 --port "$PORT" --database-url "$db" $PACE_FLAGS $CAP_FLAGS \
     --auth-token bench-token --admin-secret bench-admin --log-level info >"$LOG" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 600); do  # up to 60 s: the machine may be very busy
@@ -203,7 +207,7 @@ run_instances() {
       for j in $(seq 1 $((k - 1))); do
         local log="$LOG.$j"
         # shellcheck disable=SC2086
-        "$SERVER" --host 0.0.0.0 --port "$((PORT + j))" --database-url "$PG/$DB" $PACE_FLAGS $CAP_FLAGS \
+        env $SERVER_ENV "$SERVER" --host 0.0.0.0 --port "$((PORT + j))" --database-url "$PG/$DB" $PACE_FLAGS $CAP_FLAGS \
           --auth-token bench-token --admin-secret bench-admin --log-level info >"$log" 2>&1 &
         EXTRA_PIDS+=("$!"); pids+=("$!")
         for _ in $(seq 1 600); do grep -q "listening on" "$log" && break; sleep 0.1; done

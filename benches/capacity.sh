@@ -216,7 +216,7 @@ run_instances() {
         parts+=("$(mktemp)")
         "$BENCH" idle --url "ws://127.0.0.1:$((PORT + j))" --database-url "$PG/$DB" \
           --server-pid "${pids[$j]}" --auth-token bench-token --protocol "$proto" \
-          --connections "$per" --open-threads 64 --spread-addrs "$SPREAD" \
+          --connections "$((per + (j == 0 ? n - per * k : 0)))" --open-threads 64 --spread-addrs "$SPREAD" \
           --idle-secs "$IDLE_SECS" --timeout-secs 60 >"${parts[$j]}" &
       done
       wait_benches=0

@@ -53,11 +53,50 @@ impl Params {
 
 const PUSHER: &str = "fanout-pusher";
 
-struct SubResult {
+/// What one live subscriber received.
+pub(super) struct SubResult {
     /// (seqNum, arrival) of every delivered event.
-    arrivals: Vec<(u64, Instant)>,
-    events: Vec<Event>,
-    problems: Vec<String>,
+    pub arrivals: Vec<(u64, Instant)>,
+    pub events: Vec<Event>,
+    pub problems: Vec<String>,
+}
+
+/// A thread for subscriber `i` (thread name `{name}-{i}`): waits at
+/// `barrier`, then takes live batches until `total` events arrived (or
+/// `idle` passed without one), then closes its socket.
+pub(super) fn spawn_subscriber(
+    name: &str,
+    i: usize,
+    mut conn: Conn,
+    barrier: Arc<Barrier>,
+    total: u64,
+    idle: std::time::Duration,
+) -> std::thread::JoinHandle<SubResult> {
+    util::spawn(format!("{name}-{i}"), move || {
+        let mut res = SubResult {
+            arrivals: Vec::new(),
+            events: Vec::new(),
+            problems: Vec::new(),
+        };
+        barrier.wait();
+        match conn.live_until(total, idle) {
+            Ok(batches) => {
+                for b in batches {
+                    for e in b.events {
+                        res.arrivals.push((e.seq_num, b.at));
+                        res.events.push(e);
+                    }
+                }
+            }
+            Err(e) => res.problems.push(format!("subscriber {i}: {e}")),
+        }
+        if !conn.ok() {
+            res.problems
+                .push(format!("subscriber {i}: {:?}", conn.all_problems()));
+        }
+        conn.close();
+        res
+    })
 }
 
 pub fn run(ctx: &Ctx, p: &Params) -> Report {
@@ -98,35 +137,7 @@ fn run_inner(ctx: &Ctx, p: &Params, store: &str, r: &mut Report) -> Result<(), S
     let handles: Vec<_> = subs
         .into_iter()
         .enumerate()
-        .map(|(i, mut conn)| {
-            let barrier = barrier.clone();
-            let idle = ctx.target.timeout;
-            util::spawn(format!("sub-{i}"), move || {
-                let mut res = SubResult {
-                    arrivals: Vec::new(),
-                    events: Vec::new(),
-                    problems: Vec::new(),
-                };
-                barrier.wait();
-                match conn.live_until(k, idle) {
-                    Ok(batches) => {
-                        for b in batches {
-                            for e in b.events {
-                                res.arrivals.push((e.seq_num, b.at));
-                                res.events.push(e);
-                            }
-                        }
-                    }
-                    Err(e) => res.problems.push(format!("subscriber {i}: {e}")),
-                }
-                if !conn.ok() {
-                    res.problems
-                        .push(format!("subscriber {i}: {:?}", conn.all_problems()));
-                }
-                conn.close();
-                res
-            })
-        })
+        .map(|(i, conn)| spawn_subscriber("sub", i, conn, barrier.clone(), k, ctx.target.timeout))
         .collect();
 
     let mut pusher = Conn::open(&ctx.target, store, READ_BUF)?;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::fan_out::spawn_subscriber;
 use super::race::rejection_kind;
 use super::{open_many, Ctx, READ_BUF, SMALL_READ_BUF};
 use crate::cli::Args;
@@ -64,12 +65,6 @@ struct PusherResult {
     accepted: Vec<(Event, Instant)>,
     attempts: u64,
     refusals: BTreeMap<String, u64>,
-    problems: Vec<String>,
-}
-
-struct SubResult {
-    arrivals: Vec<(u64, Instant)>,
-    events: Vec<Event>,
     problems: Vec<String>,
 }
 
@@ -172,34 +167,7 @@ fn run_inner(ctx: &Ctx, p: &Params, store: &str, r: &mut Report) -> Result<(), S
         .conns
         .into_iter()
         .enumerate()
-        .map(|(i, mut conn)| {
-            let barrier = barrier.clone();
-            util::spawn(format!("hot-sub-{i}"), move || {
-                let mut res = SubResult {
-                    arrivals: Vec::new(),
-                    events: Vec::new(),
-                    problems: Vec::new(),
-                };
-                barrier.wait();
-                match conn.live_until(total, idle) {
-                    Ok(batches) => {
-                        for b in batches {
-                            for e in b.events {
-                                res.arrivals.push((e.seq_num, b.at));
-                                res.events.push(e);
-                            }
-                        }
-                    }
-                    Err(e) => res.problems.push(format!("subscriber {i}: {e}")),
-                }
-                if !conn.ok() {
-                    res.problems
-                        .push(format!("subscriber {i}: {:?}", conn.all_problems()));
-                }
-                conn.close();
-                res
-            })
-        })
+        .map(|(i, conn)| spawn_subscriber("hot-sub", i, conn, barrier.clone(), total, idle))
         .collect();
     let pushes: Vec<_> = pushers
         .into_iter()

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::sink::Gone;
 use super::store::{GoLive, Store, SubId};
 use crate::model::{page_len, StoreMeta, StoredEvent};
-use crate::storage::{Storage, StorageError};
+use crate::storage::StorageError;
 
 /// One page of a pull answer.
 #[derive(Debug)]
@@ -73,15 +73,11 @@ impl Backlog {
         }
     }
 
-    /// The next page, or `None` after the last one. An empty range yields
-    /// exactly one empty page with `remaining == 0`.
-    pub fn next_page(&mut self, storage: &dyn Storage) -> Result<Option<Page>, StorageError> {
-        self.next_page_with(|id, from, up_to, rows| storage.read(id, from, up_to, rows))
-    }
-
-    /// [`Backlog::next_page`], reading with `read` (arguments as
-    /// [`Storage::read`]'s).
-    pub fn next_page_with(
+    /// The next page, or `None` after the last one, reading with `read`
+    /// (arguments as [`crate::storage::Storage::read`]'s; the server passes a read on the
+    /// shared reading threads, `reads.rs`). An empty range yields exactly
+    /// one empty page with `remaining == 0`.
+    pub fn next_page(
         &mut self,
         mut read: impl FnMut(&str, i64, i64, usize) -> Result<Vec<StoredEvent>, StorageError>,
     ) -> Result<Option<Page>, StorageError> {
@@ -234,9 +230,10 @@ impl Pull {
         // On a shared reading thread: the storage client's deep frames stay
         // off this (long-lived, per-socket) thread's stack (`reads.rs`).
         let storage = self.store.storage_arc();
-        let mut page = match paging.backlog.next_page_with(|id, from, up_to, rows| {
-            super::reads::read(storage, id, from, up_to, rows)
-        }) {
+        let mut page = match paging
+            .backlog
+            .next_page(|id, from, up_to, rows| super::reads::read(storage, id, from, up_to, rows))
+        {
             Ok(Some(page)) => page,
             Ok(None) => return self.finish(),
             Err(e) => {
@@ -310,12 +307,16 @@ impl Drop for Pull {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Storage;
     use crate::sync::testing::MemStorage;
 
     fn pages(st: &MemStorage, cursor: i64, head: i64) -> Vec<(Vec<i64>, i64)> {
         let mut b = Backlog::new("s", cursor, head, 130);
         let mut out = Vec::new();
-        while let Some(p) = b.next_page(st).unwrap() {
+        while let Some(p) = b
+            .next_page(|id, from, up_to, rows| st.read(id, from, up_to, rows))
+            .unwrap()
+        {
             out.push((
                 p.events.iter().map(|e| e.event.seq_num).collect::<Vec<_>>(),
                 p.remaining,
